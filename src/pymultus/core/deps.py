@@ -1,0 +1,59 @@
+"""Everything the core does to the outside world comes in through ``Deps``.
+
+Thin, thick and standalone modes differ only in what they put here: where pods and NADs come
+from, where network-status and events go, and how plugins are executed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from pymultus.cni.invoke import Executor
+from pymultus.k8s.objects import Nad, Pod
+from pymultus.k8s.refs import PodRef
+from pymultus.netns import links
+
+
+class PodSource(Protocol):
+    def get_pod(self, ref: PodRef, *, for_add: bool) -> Pod | None:
+        """The pod, or None when it does not exist. Raises ``TryAgainLaterError`` when the
+        source cannot answer (API server unreachable)."""
+        ...
+
+
+class NadSource(Protocol):
+    def get_nad(self, namespace: str, name: str) -> Nad | None: ...
+
+
+class StatusSink(Protocol):
+    def write_network_status(self, pod: Pod, value: str) -> None:
+        """Record the network-status annotation of ``pod``; a pod that is gone is fine."""
+        ...
+
+
+class EventSink(Protocol):
+    def emit(self, pod: Pod, type_: str, reason: str, message: str) -> None:
+        """Best effort: never raises."""
+        ...
+
+
+@dataclass
+class Deps:
+    pods: PodSource | None = None
+    nads: NadSource | None = None
+    status: StatusSink | None = None
+    events: EventSink | None = None
+    executor: Executor | None = None
+    plugin_timeout: float = 60.0
+    #: Thin mode appends the runtime's own CNI_ARGS after Multus's K8S args (Go does so in
+    #: thin mode only; the thick daemon passes only its own set).
+    append_runtime_args: bool = True
+    readiness_timeout: float = 45.0
+    readiness_interval: float = 1.0
+    link_exists: Callable[[str, str], bool] = links.link_exists
+
+    @property
+    def has_kubernetes(self) -> bool:
+        return self.pods is not None

@@ -1,0 +1,254 @@
+"""Which delegates a pod gets, in order, each validated before anything runs.
+
+Order (behaviour §1): the cluster network (or the pod's default-network annotation), then
+``defaultNetworks`` (skipped in ``systemNamespaces``), then the selection annotation.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from pymultus.cni import netconf
+from pymultus.cni.errors import InvalidConfigError
+from pymultus.cni.netconf import NetConf, NetConfList
+from pymultus.config.multus import MultusConf
+from pymultus.core.delegate import Delegate, load_delegate, load_delegate_list
+from pymultus.core.deps import Deps
+from pymultus.core.request import Request
+from pymultus.k8s.objects import DEFAULT_NETWORK_ANNOTATION, NETWORKS_ANNOTATION, Nad, Pod
+from pymultus.k8s.selection import (
+    NetworkSelection,
+    check_gateways,
+    parse_default_network_annotation,
+    parse_networks_annotation,
+)
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One attachment to make: the delegate (what the cache keeps), what libcni runs, and the
+    pod's request for it (port mappings and bandwidth are not cached, as in Go)."""
+
+    delegate: Delegate
+    net: NetConf | NetConfList
+    selection: NetworkSelection | None = None
+
+
+def net_of(delegate: Delegate) -> NetConf | NetConfList:
+    """What libcni runs for a delegate's bytes."""
+    if delegate.is_list:
+        return netconf.conflist_from_bytes(delegate.raw)
+    return netconf.conf_from_bytes(delegate.raw)
+
+
+def plan(req: Request, deps: Deps, pod: Pod | None) -> list[Planned]:
+    """Every attachment of an ADD, fully validated; raises before any delegate runs."""
+    conf = req.conf
+    planned = [_master(req, deps, pod)]
+    if pod is None or pod.namespace not in conf.system_namespaces:
+        planned += [_named(name, req, deps, pod) for name in conf.default_networks]
+    if conf.delegates and not conf.cluster_network:
+        planned += [_static(raw, i) for i, raw in enumerate(conf.delegates) if i > 0]
+    if pod is not None:
+        selections = parse_networks_annotation(
+            pod.annotations.get(NETWORKS_ANNOTATION, ""), pod.namespace
+        )
+        check_gateways(selections)
+        planned += [_from_selection(sel, req, deps, pod) for sel in selections]
+    return _with_gateway_filters(planned)
+
+
+def plan_master(req: Request, deps: Deps) -> Planned:
+    """The cluster network alone (STATUS and GC have no pod)."""
+    return _master(req, deps, None)
+
+
+def _master(req: Request, deps: Deps, pod: Pod | None) -> Planned:
+    conf = req.conf
+    if pod is not None and pod.annotations.get(DEFAULT_NETWORK_ANNOTATION):
+        sel = parse_default_network_annotation(
+            pod.annotations[DEFAULT_NETWORK_ANNOTATION], conf.multus_namespace
+        )
+        nad = _get_nad(sel.namespace, sel.name, deps, pod, DEFAULT_NETWORK_ANNOTATION)
+        return _from_nad(nad, None, conf)
+    if conf.cluster_network:
+        return _named(conf.cluster_network, req, deps, pod)
+    return _static(conf.delegates[0], 0)
+
+
+def static_delegate(raw: bytes, index: int) -> Delegate:
+    """``delegates[index]`` of the config."""
+    return load_delegate(raw, prefix=f"delegates[{index}].")
+
+
+def _static(raw: bytes, index: int) -> Planned:
+    delegate = static_delegate(raw, index)
+    return Planned(delegate, net_of(delegate))
+
+
+def _named(value: str, req: Request, deps: Deps, pod: Pod | None) -> Planned:
+    """A ``clusterNetwork``/``defaultNetworks`` entry: a NAD in ``multusNamespace``, a CNI
+    network name in ``confDir``, a directory, or a file (row 10). Files need no Kubernetes."""
+    conf = req.conf
+    if "/" not in value:
+        if deps.nads is not None:
+            nad = deps.nads.get_nad(conf.multus_namespace, value)
+            if nad is not None:
+                return _from_nad(nad, None, conf)
+        found = netconf.find_by_name(conf.conf_dir, value)
+        if found is not None:
+            return _from_file_net(found)
+        raise InvalidConfigError(
+            f"cannot find network {value!r}: no NetworkAttachmentDefinition in namespace "
+            f"{conf.multus_namespace!r} and no CNI config named so in {conf.conf_dir}",
+            field="clusterNetwork",
+            network=value,
+        )
+    path = _first_config(value) if os.path.isdir(value) else value
+    if not os.path.isfile(path):
+        raise InvalidConfigError(
+            f"network file {value} does not exist", field="clusterNetwork", path=value
+        )
+    return _from_file_net(netconf.conflist_from_file(path))
+
+
+def _first_config(directory: str) -> str:
+    files = netconf.files_in_dir(directory, (".conf", ".conflist"))
+    if not files:
+        raise InvalidConfigError(
+            f"no .conf or .conflist file in {directory}", field="clusterNetwork", path=directory
+        )
+    return files[0]
+
+
+def _from_file_net(net: NetConfList) -> Planned:
+    """Go caches a file network re-marshalled (keys sorted) and runs libcni on the file."""
+    raw = netconf.remarshal(netconf.decode_object(net.raw))
+    return Planned(load_delegate_list(raw), net)
+
+
+def _from_selection(sel: NetworkSelection, req: Request, deps: Deps, pod: Pod) -> Planned:
+    _check_isolation(sel, req.conf, pod)
+    nad = _get_nad(sel.namespace, sel.name, deps, pod, NETWORKS_ANNOTATION)
+    return _from_nad(nad, sel, req.conf)
+
+
+def _check_isolation(sel: NetworkSelection, conf: MultusConf, pod: Pod) -> None:
+    if not conf.namespace_isolation or sel.namespace == pod.namespace:
+        return
+    if sel.namespace in conf.global_namespaces():
+        return
+    raise InvalidConfigError(
+        f"namespace isolation enabled, annotation violates permission, pod is in namespace "
+        f"{pod.namespace} but refers to target namespace {sel.namespace}",
+        field=NETWORKS_ANNOTATION,
+        network=f"{sel.namespace}/{sel.name}",
+    )
+
+
+def _get_nad(namespace: str, name: str, deps: Deps, pod: Pod, where: str) -> Nad:
+    nad = deps.nads.get_nad(namespace, name) if deps.nads is not None else None
+    if nad is not None:
+        return nad
+    if deps.events is not None:
+        deps.events.emit(
+            pod,
+            "Warning",
+            "NoNetworkFound",
+            f"cannot find a network-attachment-definition ({name}) in namespace ({namespace})",
+        )
+    raise InvalidConfigError(
+        f"cannot find a network-attachment-definition ({name}) in namespace ({namespace})",
+        field=where,
+        network=f"{namespace}/{name}",
+    )
+
+
+def _from_nad(nad: Nad, sel: NetworkSelection | None, conf: MultusConf) -> Planned:
+    raw = _nad_config(nad, conf)
+    if sel is not None and sel.cni_args:
+        raw = _with_cni_args(raw, sel.cni_args)
+    delegate = load_delegate(raw, name=f"{nad.namespace}/{nad.name}")
+    delegate = replace(delegate, resource_name=nad.resource_name)
+    if sel is not None:
+        delegate = replace(
+            delegate,
+            ifname_request=sel.interface,
+            mac_request=sel.mac,
+            infiniband_guid_request=sel.infiniband_guid,
+            ip_requests=sel.ips,
+            default_route=sel.default_route,
+            device_id=sel.device_id,
+        )
+    return Planned(delegate, net_of(delegate), sel)
+
+
+def _nad_config(nad: Nad, conf: MultusConf) -> bytes:
+    """``spec.config`` (name injected when missing), or for an empty spec the config file in
+    ``confDir`` whose network name is the NAD's (row 27)."""
+    where = f"network-attachment-definition {nad.namespace}/{nad.name}"
+    if not nad.config.strip():
+        found = netconf.find_by_name(conf.conf_dir, nad.name)
+        if found is None:
+            raise InvalidConfigError(
+                f"{where} has no spec.config and no CNI config named {nad.name!r} is in "
+                f"{conf.conf_dir}",
+                field="spec.config",
+                network=nad.name,
+            )
+        return found.raw
+    raw = nad.config.encode()
+    obj = netconf.decode_object(raw, f"{where} spec.config")
+    if not obj.get("name"):
+        return netconf.inject(raw, name=nad.name)
+    return raw
+
+
+def _with_cni_args(raw: bytes, cni_args: Any) -> bytes:
+    """``cni-args`` merged into ``args.cni`` of the config (every plugin of a conflist);
+    the annotation's keys win (row 23)."""
+    obj = netconf.decode_object(raw)
+    targets = obj["plugins"] if isinstance(obj.get("plugins"), list) else [obj]
+    for target in targets:
+        args = target.setdefault("args", {})
+        if not isinstance(args, dict):
+            raise InvalidConfigError("config key args must be an object", field="args")
+        cni = args.setdefault("cni", {})
+        if isinstance(cni, dict):
+            cni.update(cni_args)
+        else:
+            args["cni"] = dict(cni_args)
+    return netconf.remarshal(obj)
+
+
+def _with_gateway_filters(planned: Sequence[Planned]) -> list[Planned]:
+    """§5.3 flags, per family: when some attachment asks for a default route of a family,
+    every attachment that did not ask for that family loses its default routes of it. An
+    empty request (``"default-route": []``) asks for both families and keeps the delegate's
+    own routes (the spec's meaning; Go removes every default route, issue #1011)."""
+    asked = [_families(p.delegate.default_route) for p in planned]
+    requested = set().union(*asked)
+    if not requested:
+        return list(planned)
+    return [
+        replace(
+            p,
+            delegate=replace(
+                p.delegate,
+                filter_v4_gateway=4 in requested and 4 not in fams,
+                filter_v6_gateway=6 in requested and 6 not in fams,
+            ),
+        )
+        for p, fams in zip(planned, asked, strict=True)
+    ]
+
+
+def _families(default_route: tuple[str, ...] | None) -> set[int]:
+    if default_route is None:
+        return set()
+    if not default_route:
+        return {4, 6}
+    return {6 if ":" in gw else 4 for gw in default_route}

@@ -1,0 +1,93 @@
+"""CNI CHECK, STATUS and GC (behaviour §2 rows 3, 5, 6 and §5.5)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+from pymultus.cni import netconf
+from pymultus.cni.chain import Attachment
+from pymultus.cni.errors import CniError, UnsupportedFieldError
+from pymultus.cni.netconf import NetConfList
+from pymultus.cni.version import at_least
+from pymultus.core import delegates, resolve, scratch
+from pymultus.core.add import wait_for_readiness
+from pymultus.core.delegate import go_netconf
+from pymultus.core.delete import cmd_del
+from pymultus.core.deps import Deps
+from pymultus.core.request import K8sArgs, Request
+from pymultus.core.runtime import ifname_for, runtime_conf
+
+
+def cmd_check(req: Request, deps: Deps) -> None:
+    """CHECK every attachment the ADD recorded in the delegate cache (Go checks only the
+    static ``delegates`` of the config and ignores clusterNetwork and annotation networks);
+    without a cache, the static delegates, as Go does."""
+    if not at_least(req.conf.cni_version, "0.4.0"):
+        raise UnsupportedFieldError(
+            f"config version {req.conf.cni_version!r} does not allow CHECK", field="cniVersion"
+        )
+    cached = scratch.load(req.conf.cni_dir, req.cmd.container_id)
+    found = (
+        cached
+        if cached is not None
+        else [resolve.static_delegate(raw, i) for i, raw in enumerate(req.conf.delegates)]
+    )
+    cni = delegates.cni_for(req, deps)
+    for index, d in enumerate(found):
+        rt = runtime_conf(req, d, ifname_for(d, index, req), is_master=index == 0)
+        delegates.check(cni, resolve.net_of(d), rt)
+
+
+def _cluster_network(req: Request, deps: Deps) -> NetConfList:
+    master = resolve.plan_master(req, deps)
+    net = master.net
+    return net if isinstance(net, NetConfList) else netconf.conflist_from_conf(net)
+
+
+def cmd_status(req: Request, deps: Deps) -> None:
+    """STATUS of the cluster network only; its error code reaches the runtime unchanged."""
+    wait_for_readiness(req, deps)
+    delegates.cni_for(req, deps).status_network_list(_cluster_network(req, deps))
+
+
+def cmd_gc(req: Request, deps: Deps) -> None:
+    """GC: DEL every delegate-cache entry whose container the runtime no longer lists (Go
+    never cleans them), then libcni GC of the cluster network with the runtime's
+    valid-attachments list (Go substitutes its own cache, so nothing stale is ever found)."""
+    wait_for_readiness(req, deps)
+    valid = [
+        Attachment(cid, ifname)
+        for cid, ifname in go_netconf(netconf.decode_object(req.cmd.stdin)).valid_attachments
+    ]
+    errors = _gc_delegate_caches(req, deps, {a.container_id for a in valid})
+    try:
+        delegates.cni_for(req, deps).gc_network_list(_cluster_network(req, deps), valid)
+    except CniError as exc:
+        errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
+def _gc_delegate_caches(req: Request, deps: Deps, live: set[str]) -> list[CniError]:
+    errors: list[CniError] = []
+    for name in _cached_container_ids(req.conf.cni_dir):
+        if name in live:
+            continue
+        cmd = replace(req.cmd, command="DEL", container_id=name, netns="", ifname="eth0")
+        stale = Request(cmd=cmd, conf=req.conf, runtime_args=(), k8s=K8sArgs())
+        try:
+            cmd_del(stale, Deps(executor=deps.executor, plugin_timeout=deps.plugin_timeout))
+        except CniError as exc:
+            errors.append(exc)
+    return errors
+
+
+def _cached_container_ids(cni_dir: str) -> list[str]:
+    try:
+        names = os.listdir(cni_dir)
+    except FileNotFoundError:
+        return []
+    return sorted(
+        n for n in names if not n.startswith(".") and os.path.isfile(os.path.join(cni_dir, n))
+    )
