@@ -20,14 +20,13 @@ Knobs for tests: ``request_log``, ``fail_next``, ``drop_next``, ``set_delay``,
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import re
 import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -36,6 +35,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from tests.support import apiserver_store as st
 from tests.support.apiserver_store import ApiStatus, Kind, Obj
+from tests.support.apiserver_watch import WatchSpec, list_items, selector, watch_events
 
 _ROUTE = re.compile(
     r"^/(?:api/v1|apis/(?P<group>[^/]+)/(?P<version>[^/]+))"
@@ -245,7 +245,7 @@ class StandInApiServer:
     @property
     def events(self) -> list[Obj]:
         """core/v1 Events created so far, in creation order."""
-        items, _ = self.store.select(st.EVENTS, None, "", "")
+        items, _ = self.store.select(st.EVENTS, None)
         return items
 
     # --- for the handler ------------------------------------------------------------------
@@ -413,9 +413,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _list(self, kind: Kind, ns: str | None, query: dict[str, str]) -> None:
         store = self.server.owner.store
-        items, rv = store.select(
-            kind, ns, query.get("fieldSelector", ""), query.get("labelSelector", "")
-        )
+        match = selector(kind, query.get("fieldSelector", ""), query.get("labelSelector", ""))
+        items, rv = store.select(kind, ns, match)
         meta: Obj = {"resourceVersion": str(rv)}
         start = int(query.get("continue") or 0)
         limit = int(query.get("limit") or 0)
@@ -424,21 +423,21 @@ class _Handler(BaseHTTPRequestHandler):
             meta["remainingItemCount"] = len(items) - start - limit
         page = items[start : start + limit] if limit else items[start:]
         obj = {"kind": f"{kind.kind}List", "apiVersion": kind.api_version, "metadata": meta}
-        self._send(200, {**obj, "items": st.list_items(kind, page)})
+        self._send(200, {**obj, "items": list_items(kind, page)})
 
     # --- watch ----------------------------------------------------------------------------
 
     def _watch(self, kind: Kind, ns: str | None, query: dict[str, str]) -> None:
         api = self.server.owner
-        spec = _WatchSpec(
+        spec = WatchSpec(
             kind,
             ns,
             query.get("resourceVersion") or "",
-            st.selector(kind, query.get("fieldSelector", ""), query.get("labelSelector", "")),
+            selector(kind, query.get("fieldSelector", ""), query.get("labelSelector", "")),
             time.monotonic() + float(query.get("timeoutSeconds") or DEFAULT_WATCH_TIMEOUT),
             query.get("allowWatchBookmarks") in ("1", "true"),
         )
-        events = _watch_events(api.store, api.stopping, spec)
+        events = watch_events(api.store, api.stopping, spec)
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
@@ -451,66 +450,6 @@ class _Handler(BaseHTTPRequestHandler):
     def _chunk(self, data: bytes) -> None:
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.flush()
-
-
-@dataclass(frozen=True)
-class _WatchSpec:
-    kind: Kind
-    ns: str | None
-    rv: str
-    match: Any
-    deadline: float
-    bookmarks: bool
-
-
-def _watch_events(store: st.Store, stopping: threading.Event, w: _WatchSpec) -> Iterator[Obj]:
-    """The events of one watch, until the deadline, a stop, or a 410.
-
-    The starting point is taken now, before the caller sends the headers, so a client that
-    got the response has a watch that sees every later write.
-    """
-    with store.cond:
-        if w.rv in ("", "0"):
-            # No version, or "any": the current state as ADDED events, then changes.
-            last = store.rv
-            items, _ = store.select(w.kind, w.ns, "", "")
-            initial = [{"type": "ADDED", "object": o} for o in items if w.match(o)]
-        else:
-            last, initial = int(w.rv), []
-        seen_bookmarks = store.bookmarks
-    return itertools.chain(initial, _follow(store, stopping, w, last, seen_bookmarks))
-
-
-def _follow(
-    store: st.Store, stopping: threading.Event, w: _WatchSpec, last: int, seen_bookmarks: int
-) -> Iterator[Obj]:
-    while not stopping.is_set():
-        with store.cond:
-            if last < store.compacted_rv:
-                yield _expired(last, store.compacted_rv)
-                return
-            changes = store.changes_after(last)
-            if not changes and seen_bookmarks == store.bookmarks:
-                remaining = w.deadline - time.monotonic()
-                if remaining <= 0:
-                    return
-                store.cond.wait(timeout=min(remaining, 0.5))
-                continue
-            send_bookmark = w.bookmarks and seen_bookmarks != store.bookmarks
-            seen_bookmarks, now_rv = store.bookmarks, store.rv
-        for change in changes:
-            last = change.rv
-            if change.kind is w.kind and (shown := st.watch_event(change, w.ns, w.match)):
-                yield {"type": shown[0], "object": shown[1]}
-        if send_bookmark:
-            mark = {"resourceVersion": str(now_rv), "creationTimestamp": None}
-            obj = {"kind": w.kind.kind, "apiVersion": w.kind.api_version, "metadata": mark}
-            yield {"type": "BOOKMARK", "object": obj}
-
-
-def _expired(rv: int, oldest: int) -> Obj:
-    status = ApiStatus(410, "Expired", f"too old resource version: {rv} ({oldest})")
-    return {"type": "ERROR", "object": status.body()}
 
 
 def _decode(body: bytes) -> Obj:

@@ -16,7 +16,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,10 +184,12 @@ class Store:
                 raise not_found(kind, name)
             return copy.deepcopy(obj)
 
-    def select(self, kind: Kind, ns: str | None, fsel: str, lsel: str) -> tuple[list[Obj], int]:
-        match = selector(kind, fsel, lsel)
+    def select(
+        self, kind: Kind, ns: str | None, match: Callable[[Obj], bool] | None = None
+    ) -> tuple[list[Obj], int]:
+        """Copies of the matching objects (all namespaces for ``ns=None``), and the version."""
         with self.cond:
-            items = [copy.deepcopy(o) for o in self._all(kind, ns) if match(o)]
+            items = [copy.deepcopy(o) for o in self._all(kind, ns) if match is None or match(o)]
             return items, self.rv
 
     def _all(self, kind: Kind, ns: str | None) -> Iterator[Obj]:
@@ -413,97 +415,3 @@ def _qos_class(pod: Obj) -> str:
         for r in resources
     )
     return "Guaranteed" if guaranteed else "Burstable"
-
-
-# --- selectors --------------------------------------------------------------------------------
-
-
-def _field_value(obj: Obj, path: str) -> str:
-    value: Any = obj
-    for part in path.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "" if value is None else str(value)
-
-
-def _field_terms(kind: Kind, fsel: str) -> list[tuple[str, str, bool]]:
-    terms = []
-    for raw in filter(None, fsel.split(",")):
-        neg = "!=" in raw
-        key, _, value = raw.partition("!=" if neg else "=")
-        key, value = key.strip(), value.lstrip("=").strip()
-        if key not in kind.field_labels:
-            raise ApiStatus(400, "BadRequest", f"field label not supported: {key}")
-        terms.append((key, value, neg))
-    return terms
-
-
-_SET_RE = re.compile(r"^\s*([^\s!=]+)\s+(in|notin)\s+\(([^)]*)\)\s*$")
-
-
-def _label_terms(lsel: str) -> list[tuple[str, str, set[str]]]:
-    terms: list[tuple[str, str, set[str]]] = []
-    for raw in filter(None, (t.strip() for t in re.split(r",(?![^()]*\))", lsel))):
-        if m := _SET_RE.match(raw):
-            values = {v.strip() for v in m.group(3).split(",") if v.strip()}
-            terms.append((m.group(1), m.group(2), values))
-        elif "!=" in raw:
-            k, _, v = raw.partition("!=")
-            terms.append((k.strip(), "notin", {v.strip()}))
-        elif "=" in raw:
-            k, _, v = raw.partition("=")
-            terms.append((k.strip(), "in", {v.lstrip("=").strip()}))
-        elif raw.startswith("!"):
-            terms.append((raw[1:].strip(), "absent", set()))
-        else:
-            terms.append((raw, "exists", set()))
-    return terms
-
-
-def _label_ok(labels: dict[str, str], key: str, op: str, values: set[str]) -> bool:
-    if op == "exists":
-        return key in labels
-    if op == "absent":
-        return key not in labels
-    if op == "in":
-        return key in labels and labels[key] in values
-    return labels.get(key) not in values  # notin / != match objects without the label too
-
-
-def selector(kind: Kind, fsel: str, lsel: str) -> Any:
-    """A predicate for the selectors; bad selectors fail now, with the API's 400."""
-    fterms = _field_terms(kind, fsel)
-    lterms = _label_terms(lsel)
-
-    def match(obj: Obj) -> bool:
-        for key, value, neg in fterms:
-            if (_field_value(obj, key) == value) == neg:
-                return False
-        labels = (obj.get("metadata") or {}).get("labels") or {}
-        return all(_label_ok(labels, *t) for t in lterms)
-
-    return match
-
-
-def watch_event(change: Change, ns: str | None, match: Any) -> tuple[str, Obj] | None:
-    """How a change shows in a filtered watch: moving into the selection is ADDED, out DELETED."""
-    if ns is not None and change.obj["metadata"].get("namespace") != ns:
-        return None
-    now_in = match(change.obj)
-    was_in = change.old is not None and match(change.old)
-    if change.type == "MODIFIED":
-        if now_in and not was_in:
-            return "ADDED", change.obj
-        if was_in and not now_in:
-            return "DELETED", change.obj
-    if change.type == "DELETED":
-        return ("DELETED", change.obj) if was_in else None
-    return (change.type, change.obj) if now_in else None
-
-
-def list_items(kind: Kind, items: Iterable[Obj]) -> list[Obj]:
-    """List items as the API sends them: built-in types without kind/apiVersion."""
-    if kind.typed_list_items:
-        return list(items)
-    return [{k: v for k, v in o.items() if k not in ("kind", "apiVersion")} for o in items]

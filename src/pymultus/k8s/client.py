@@ -29,9 +29,11 @@ from __future__ import annotations
 import logging
 import os
 import ssl
+import threading
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -75,31 +77,43 @@ def load_client(
     """
     if kubeconfig:
         try:
-            config = KubeConfig.from_file(kubeconfig)
-            return _client(config, timeout)
-        except (ConfigError, yaml.YAMLError, msgspec.ValidationError, KeyError, TypeError) as e:
+            return _client(_read_kubeconfig(kubeconfig), timeout)
+        except _CONFIG_ERRORS as e:
             raise InvalidConfigError(
                 f"error getting k8s client: kubeconfig {kubeconfig!r} is not usable: {_brief(e)}",
-                field="kubeconfig",
-                path=kubeconfig,
-            ) from e
-        except (OSError, ssl.SSLError) as e:
-            raise InvalidConfigError(
-                f"error getting k8s client: kubeconfig {kubeconfig!r} names files that cannot "
-                f"be read: {e}",
                 field="kubeconfig",
                 path=kubeconfig,
             ) from e
     if os.environ.get("KUBERNETES_SERVICE_HOST") and os.environ.get("KUBERNETES_SERVICE_PORT"):
         try:
             return _client(KubeConfig.from_service_account(), timeout)
-        except (ConfigError, OSError, ssl.SSLError) as e:
+        except _CONFIG_ERRORS as e:
             raise InvalidConfigError(
                 "error getting k8s client: no kubeconfig set and the in-cluster service "
                 f"account is not usable: {_brief(e)}",
                 field="kubeconfig",
             ) from e
     return None
+
+
+#: What reading a kubeconfig (lightkube parses it loosely) and its files can raise.
+_CONFIG_ERRORS = (
+    ConfigError,
+    OSError,
+    yaml.YAMLError,
+    msgspec.ValidationError,
+    KeyError,
+    TypeError,
+    AttributeError,
+    ValueError,
+)
+
+
+def _read_kubeconfig(path: str) -> KubeConfig:
+    conf = yaml.safe_load(Path(path).expanduser().read_text())
+    if not isinstance(conf, dict):
+        raise ConfigError("not a kubeconfig (expected a YAML mapping)")
+    return KubeConfig.from_dict(conf, fname=Path(path).expanduser())
 
 
 def _client(config: KubeConfig, timeout: float) -> lightkube.Client:
@@ -232,13 +246,14 @@ def _annotations(obj: Mapping[str, Any]) -> Mapping[str, str]:
 
 
 class KubeApi:
-    """The few API calls pymultus makes, with its error rules; thread-safe like the client."""
+    """The few API calls pymultus makes, with its error rules; may be shared between threads."""
 
     def __init__(self, client: lightkube.Client) -> None:
         self._client = client
         self.server: str = client.config.cluster.server
         #: Events that could not be created; events are best effort, so this is all that's left.
         self.events_failed = 0
+        self._lock = threading.Lock()
 
     @property
     def client(self) -> lightkube.Client:
@@ -335,7 +350,8 @@ class KubeApi:
         try:
             self._client.create(RawEvent(**_event(ref, type_, reason, message)))
         except API_ERRORS as e:
-            self.events_failed += 1
+            with self._lock:
+                self.events_failed += 1
             err = map_api_error(e, server=self.server, action=f"create event {reason} on {ref}")
             log.warning("%s", err)
 
@@ -352,8 +368,8 @@ class KubeApi:
     def _get_or_raise(
         self, res: type[RawPod | NetworkAttachmentDefinition], ns: str, name: str
     ) -> _JsonObj:
-        obj: _JsonObj = self._client.get(res, name, namespace=ns)
-        return obj
+        # A plain dict: lightkube's Generic answers None for any unknown attribute.
+        return dict(self._client.get(res, name, namespace=ns))
 
 
 def _event(ref: PodRef, type_: str, reason: str, message: str) -> _JsonObj:

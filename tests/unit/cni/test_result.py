@@ -324,7 +324,6 @@ _A = '"address":"198.18.0.5/24"'
         (_doc("1.1.0", '"routes":[{"dst":"::/0","mtu":"1"}]'), DecodeError, "routes[0].mtu"),
         (_doc("1.0.0", '"interfaces":[{"mac":"x"}]'), DecodeError, "interfaces[0]"),
         (_doc("1.0.0", '"dns":{"nameservers":"x"}'), DecodeError, "dns.nameservers"),
-        (_doc("0.4.0", _ips(_A)), DecodeError, "ips[0]"),
         (_doc("0.4.0", _ips(_A + ',"version":"5"')), DecodeError, "ips[0].version"),
         (_doc("0.4.0", _ips(_A + ',"version":"6"')), DecodeError, "ips[0].version"),
         (_doc("0.3.1", '"routes":[{"dst":"::/129"}]'), DecodeError, "routes[0].dst"),
@@ -549,3 +548,10 @@ def test_public_api_of_convert_is_pinned() -> None:
         *("family_of", "has_interfaces_or_ips", "parse_result", "result_family"),
         *("result_version", "to_current"),
     }
+
+
+def test_040_ip_without_version_takes_it_from_the_address() -> None:
+    """Debian's loopback at 0.3.x omits ``version``; libcni accepts that."""
+    result = parse_result(b'{"cniVersion":"0.3.1","ips":[{"address":"::1/128"}]}')
+    assert isinstance(result, Result040)
+    assert result.ips[0].version == "6"

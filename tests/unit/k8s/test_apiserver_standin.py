@@ -548,7 +548,7 @@ def test_stop_cuts_kept_alive_connections(api: StandInApiServer) -> None:
 
 
 def test_events_are_stored_and_checked_like_the_real_api(api: StandInApiServer) -> None:
-    event = {
+    event: dict[str, Any] = {
         "metadata": {"name": "p1.17"},
         "involvedObject": {"kind": "Pod", "namespace": "ns1", "name": "p1"},
         "reason": "AddedInterface",

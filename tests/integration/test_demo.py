@@ -1,0 +1,32 @@
+"""``make demo``'s job runs to the end and leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+PYMULTUS = str(Path(sys.executable).with_name("pymultus"))
+
+
+def _netns() -> set[str]:
+    try:
+        return set(os.listdir("/var/run/netns"))
+    except FileNotFoundError:
+        return set()
+
+
+def _links() -> set[str]:
+    return set(os.listdir("/sys/class/net"))
+
+
+def test_demo_runs_and_leaves_nothing() -> None:
+    netns_before, links_before = _netns(), _links()
+    out = subprocess.run(
+        [PYMULTUS, "demo"], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "nothing" in out.stdout.lower() or "no namespace" in out.stdout.lower()
+    assert _netns() == netns_before
+    assert _links() == links_before
