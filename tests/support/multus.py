@@ -120,6 +120,10 @@ class Cluster:
         for d in (self.cni_dir, self.conf_dir, self.data_dir):
             d.mkdir(parents=True, exist_ok=True)
         self.kubeconfig = self.api.write_kubeconfig(self.tmp / "multus.kubeconfig")
+        # Plain HTTP: without this lightkube loads the whole CA bundle on every plugin run.
+        kubeconfig = json.loads(self.kubeconfig.read_text())
+        kubeconfig["clusters"][0]["cluster"]["insecure-skip-tls-verify"] = True
+        self.kubeconfig.write_text(json.dumps(kubeconfig))
         self.cluster_file = self.write_cluster_network(self.bridge_conflist())
 
     # --- directories ---------------------------------------------------------------------
@@ -156,7 +160,9 @@ class Cluster:
 
     def bridge_nad(self, name: str, bridge: str, third_octet: int, **extra: Any) -> dict[str, Any]:
         """A bridge NAD with host-local ``198.18.<third_octet>.0/24``."""
-        return self.bridge_conf(name, bridge, self.host_local(f"198.18.{third_octet}.0/24"), **extra)
+        return self.bridge_conf(
+            name, bridge, self.host_local(f"198.18.{third_octet}.0/24"), **extra
+        )
 
     def bridge_conflist(self, *, v6: bool = False, v4: bool = True) -> dict[str, Any]:
         """Golden-like cluster network: bridge ``pmbr0``, host-local 198.18.0.0/24 (and/or
@@ -201,9 +207,7 @@ class Cluster:
 
     # --- API objects ---------------------------------------------------------------------
 
-    def put_nad(
-        self, namespace: str, name: str, config: Mapping[str, Any] | str | None
-    ) -> None:
+    def put_nad(self, namespace: str, name: str, config: Mapping[str, Any] | str | None) -> None:
         spec = {} if config is None else {"config": _text(config)}
         meta = {"namespace": namespace, "name": name}
         self.api.put_object({"kind": "NetworkAttachmentDefinition", "metadata": meta, "spec": spec})
@@ -283,7 +287,9 @@ class Cluster:
 
     def cache_files(self) -> list[str]:
         """Every file under cniDir (the delegate cache and libcni's results), relative."""
-        return sorted(str(p.relative_to(self.cni_dir)) for p in self.cni_dir.rglob("*") if p.is_file())
+        return sorted(
+            str(p.relative_to(self.cni_dir)) for p in self.cni_dir.rglob("*") if p.is_file()
+        )
 
     def snapshot(self) -> dict[str, Any]:
         """Everything a failed ADD must leave as it found it."""

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import typer
 
 from pymultus import __version__
-from pymultus.cli import cni_cmd, demo
+from pymultus.cli import admin, cni_cmd, demo, validate
 
 app = typer.Typer(
     help="pymultus: Multus, the Kubernetes multi-network CNI plugin, in Python.",
@@ -19,12 +18,18 @@ app.add_typer(cni_cmd.app, name="cni")
 app.command("demo", help="Attach networks to throw-away namespaces and show them (make demo).")(
     demo.demo
 )
+app.command("validate")(validate.validate)
+app.command()(admin.install)
+app.command()(admin.uninstall)
+app.command()(admin.status)
+app.command()(admin.daemon)
+app.add_typer(admin.cache_app, name="cache")
 
 
 @app.command()
 def version() -> None:
     """Print the pymultus version."""
-    typer.echo(f"pymultus {__version__} (python {sys.version.split()[0]}, pid {os.getpid()})")
+    typer.echo(f"pymultus {__version__} (python {sys.version.split()[0]})")
 
 
 def main() -> None:

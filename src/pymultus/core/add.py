@@ -1,14 +1,23 @@
 """CNI ADD: attach the cluster network and every requested network, or nothing at all.
 
-Steps: wait for the readiness file → find the pod → resolve and validate every delegate →
-save the delegate cache → run the delegates in order → default-route policy → write
-network-status. A failure after the first delegate ran rolls back everything attached so far,
-the failing delegate included, and removes the cache (behaviour §5.1; Go Multus rolls back
-only for delegate failures and keeps the cache).
+Steps: wait for the readiness file → find the pod → resolve and validate every delegate and
+check every interface name is free → save the delegate cache → run the delegates in order →
+default-route policy → write network-status → emit the AddedInterface events.
+
+Any failure after the first delegate ran (a later delegate, the route step, the status write,
+even a bug) rolls back everything attached so far, in reverse; the failing delegate is rolled
+back by libcni's runner itself. When every rollback DEL succeeded the delegate cache is removed
+too, so a failed ADD leaves the pod as it found it. Go Multus rolls back only for delegate
+failures (including the failing one), keeps the cache, and fails a route or status problem
+without any rollback (behaviour §5.1, §6; docs/compatibility.md).
+
+Errors read like Go's: ``[ns/pod/uid:net]: error adding container to network "net": …`` for a
+delegate, ``Multus: [ns/pod/uid]: …`` for everything else.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,25 +45,41 @@ class Running:
 def cmd_add(req: Request, deps: Deps) -> AnyResult:
     """Returns the cluster network's result in its own version (the boundary converts)."""
     wait_for_readiness(req, deps)
-    pod = pod_for_add(req, deps)
-    if pod is None and deps.has_kubernetes and req.k8s.pod_ref is not None:
-        return empty_result(req)
-    planned = resolve.plan(req, deps, pod)
-    ifnames = _ifnames(planned, req, deps)
+    try:
+        pod = pod_for_add(req, deps)
+        if pod is None and deps.has_kubernetes and req.k8s.pod_ref is not None:
+            return empty_result(req)
+        planned = resolve.plan(req, deps, pod)
+        ifnames = _ifnames(planned, req, deps)
+    except CniError as exc:
+        raise prefixed(exc, f"Multus: {req.who}: ") from exc
     scratch.save(req.conf.cni_dir, req.cmd.container_id, [p.delegate for p in planned])
     cni = delegates.cni_for(req, deps)
-    running: list[Running] = []
+    attached: list[Running] = []
     try:
-        results = _attach_all(
-            req, deps, cni, planned=planned, ifnames=ifnames, running=running, pod=pod
-        )
-        _default_routes(req, running)
-        _write_status(deps, pod, planned, results)
-    except CniError as exc:
-        if _rollback(cni, running):
-            scratch.remove(req.conf.cni_dir, req.cmd.container_id)
-        raise _in_context(exc, req, running) from exc
+        results = _attach_all(req, deps, cni, planned=planned, ifnames=ifnames, attached=attached)
+        _after_attach(req, deps, pod, attached, results)
+    except Exception:
+        _rollback(req, cni, attached)
+        raise
+    for r, result in zip(attached, results, strict=True):
+        _emit_added(deps, pod, r.rt.ifname, r.planned.delegate.name, result)
     return results[0]
+
+
+def _after_attach(
+    req: Request,
+    deps: Deps,
+    pod: Pod | None,
+    attached: Sequence[Running],
+    results: Sequence[AnyResult],
+) -> None:
+    """Default-route policy, then network-status (Go fails here without rolling back)."""
+    try:
+        _default_routes(req, attached)
+        _write_status(deps, pod, [r.planned for r in attached], results)
+    except CniError as exc:
+        raise prefixed(exc, f"Multus: {req.who}: ") from exc
 
 
 def wait_for_readiness(req: Request, deps: Deps) -> None:
@@ -74,8 +99,6 @@ def wait_for_readiness(req: Request, deps: Deps) -> None:
 
 
 def _exists(path: str) -> bool:
-    import os  # noqa: PLC0415 - keep the module import list short for the thin plugin
-
     return os.path.exists(path)
 
 
@@ -89,7 +112,11 @@ def empty_result(req: Request) -> Result:
 
 
 def _ifnames(planned: Sequence[Planned], req: Request, deps: Deps) -> list[str]:
-    """Interface names of every attachment, unique and not yet used in the pod (row 44)."""
+    """Interface names of every attachment, unique and not yet used in the pod (row 44).
+
+    All are checked before the delegate cache is written, so a repeated ADD for a pod that is
+    already attached fails without touching what the first ADD recorded.
+    """
     names = [ifname_for(p.delegate, i, req) for i, p in enumerate(planned)]
     seen: dict[str, str] = {}
     for name, p in zip(names, planned, strict=True):
@@ -100,6 +127,7 @@ def _ifnames(planned: Sequence[Planned], req: Request, deps: Deps) -> list[str]:
                 network=p.delegate.name,
             )
         seen[name] = p.delegate.name
+        _check_free(req, deps, name, p.delegate.name)
     return names
 
 
@@ -119,12 +147,12 @@ def _attach_all(
     *,
     planned: Sequence[Planned],
     ifnames: Sequence[str],
-    running: list[Running],
-    pod: Pod | None,
+    attached: list[Running],
 ) -> list[AnyResult]:
+    """ADD each delegate in order; ``attached`` lists those that succeeded (a delegate that
+    fails is rolled back by libcni's runner itself, plugin by plugin)."""
     results = []
     for i, (p, ifname) in enumerate(zip(planned, ifnames, strict=True)):
-        _check_free(req, deps, ifname, p.delegate.name)
         rt = runtime_conf(
             req,
             p.delegate,
@@ -133,10 +161,16 @@ def _attach_all(
             selection=p.selection,
             append_runtime_args=deps.append_runtime_args,
         )
-        running.append(Running(p, rt))
-        result = delegates.add(cni, p.net, rt)
+        try:
+            _check_free(req, deps, ifname, p.delegate.name)
+            result = delegates.add(cni, p.net, rt)
+        except CniError as exc:
+            # Go's cmdPluginErr; network names hold only [a-zA-Z0-9_.-], so %q is plain quotes
+            name = delegates.network_name(p.net)
+            prefix = f'{req.who[:-1]}:{name}]: error adding container to network "{name}": '
+            raise prefixed(exc, prefix) from exc
+        attached.append(Running(p, rt))
         results.append(result)
-        _emit_added(deps, pod, ifname, p.delegate.name, result)
     return results
 
 
@@ -171,20 +205,14 @@ def _write_status(
         deps.status.write_network_status(pod, render_network_status(entries))
 
 
-def _rollback(cni: CNIConfig, running: Sequence[Running]) -> bool:
-    """DEL every attachment started, the failing one included, in reverse; True when every
-    DEL succeeded (then nothing is left and the cache can go)."""
+def _rollback(req: Request, cni: CNIConfig, attached: Sequence[Running]) -> None:
+    """DEL every attachment made, in reverse, best effort. When all of them are gone the
+    delegate cache goes too; otherwise it stays for the runtime's DEL to finish the job."""
     clean = True
-    for r in reversed(running):
+    for r in reversed(attached):
         try:
             delegates.delete(cni, r.planned.net, r.rt)
         except CniError:
             clean = False
-    return clean
-
-
-def _in_context(exc: CniError, req: Request, running: Sequence[Running]) -> CniError:
-    if not running:
-        return prefixed(exc, f"{req.who}: ")
-    name = running[-1].planned.delegate.name
-    return prefixed(exc, f"{req.who[:-1]}:{name}]: error adding container to network {name!r}: ")
+    if clean:
+        scratch.remove(req.conf.cni_dir, req.cmd.container_id)

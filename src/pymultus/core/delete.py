@@ -25,8 +25,9 @@ from pymultus.core.runtime import ifname_for, runtime_conf
 
 def cmd_del(req: Request, deps: Deps) -> None:
     cni = delegates.cni_for(req, deps)
-    errors = _del_delegates(cni, req, _delegates_for_del(req, deps))
-    errors += _del_leftovers(cni, req)
+    tried: set[tuple[str, str]] = set()
+    errors = _del_delegates(cni, req, _delegates_for_del(req, deps), tried)
+    errors += _del_leftovers(cni, req, tried)
     if errors and req.conf.retry_delete_on_error:
         raise _aggregate(errors)
     scratch.remove(req.conf.cni_dir, req.cmd.container_id)
@@ -47,27 +48,37 @@ def _delegates_for_del(req: Request, deps: Deps) -> list[Delegate]:
     try:
         return [p.delegate for p in resolve.plan(req, deps, pod)]
     except CniError:
+        pass  # a NAD or the annotation went bad since ADD: the cluster network at least
+    try:
+        return [resolve.plan_master(req, deps).delegate]
+    except CniError:
         return []
 
 
-def _del_delegates(cni: CNIConfig, req: Request, found: Sequence[Delegate]) -> list[CniError]:
+def _del_delegates(
+    cni: CNIConfig, req: Request, found: Sequence[Delegate], tried: set[tuple[str, str]]
+) -> list[CniError]:
     """DEL in reverse order, going on past failures (row 2)."""
     errors: list[CniError] = []
     for index in reversed(range(len(found))):
         d = found[index]
         rt = runtime_conf(req, d, ifname_for(d, index, req), is_master=index == 0)
         try:
-            delegates.delete(cni, resolve.net_of(d), rt)
+            net = resolve.net_of(d)
+            tried.add((delegates.network_name(net), rt.ifname))
+            delegates.delete(cni, net, rt)
         except CniError as exc:
             errors.append(exc)
     return errors
 
 
-def _del_leftovers(cni: CNIConfig, req: Request) -> list[CniError]:
-    """Attachments libcni still has cached for this container: DEL each with what its ADD
-    used, so nothing that was attached is ever forgotten."""
+def _del_leftovers(cni: CNIConfig, req: Request, tried: set[tuple[str, str]]) -> list[CniError]:
+    """Attachments libcni still has cached for this container that no DEL above covered: DEL
+    each with what its ADD used, so nothing that was attached is ever forgotten."""
     errors: list[CniError] = []
     for entry in cache.list_attachments(cni.cache_dir, container_id=req.cmd.container_id):
+        if (entry.network_name, entry.ifname) in tried:
+            continue  # its DEL above failed and kept the entry; that error is already counted
         rt = RuntimeConf(
             container_id=entry.container_id,
             netns=req.cmd.netns,

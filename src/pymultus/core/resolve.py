@@ -48,10 +48,11 @@ def plan(req: Request, deps: Deps, pod: Pod | None) -> list[Planned]:
     """Every attachment of an ADD, fully validated; raises before any delegate runs."""
     conf = req.conf
     planned = [_master(req, deps, pod)]
-    if pod is None or pod.namespace not in conf.system_namespaces:
-        planned += [_named(name, req, deps, pod) for name in conf.default_networks]
-    if conf.delegates and not conf.cluster_network:
+    if not conf.cluster_network:
         planned += [_static(raw, i) for i, raw in enumerate(conf.delegates) if i > 0]
+    elif pod is None or pod.namespace not in conf.system_namespaces:
+        # Go reads defaultNetworks only together with clusterNetwork (GetDefaultNetworks).
+        planned += [_named(name, req, deps, pod) for name in conf.default_networks]
     if pod is not None:
         selections = parse_networks_annotation(
             pod.annotations.get(NETWORKS_ANNOTATION, ""), pod.namespace
@@ -225,30 +226,20 @@ def _with_cni_args(raw: bytes, cni_args: Any) -> bytes:
 
 
 def _with_gateway_filters(planned: Sequence[Planned]) -> list[Planned]:
-    """§5.3 flags, per family: when some attachment asks for a default route of a family,
-    every attachment that did not ask for that family loses its default routes of it. An
-    empty request (``"default-route": []``) asks for both families and keeps the delegate's
-    own routes (the spec's meaning; Go removes every default route, issue #1011)."""
-    asked = [_families(p.delegate.default_route) for p in planned]
-    requested = set().union(*asked)
-    if not requested:
+    """Go's ``CheckGatewayConfig`` flags, recorded in the delegate cache: once any attachment
+    has a ``default-route`` key, every attachment is marked IsFilterV4/V6, and the mark of a
+    family is cleared on each attachment that names a gateway of it. (What ADD then does to
+    the routes is ``core.routes``' policy, decided from the requests themselves.)"""
+    if all(p.delegate.default_route is None for p in planned):
         return list(planned)
     return [
         replace(
             p,
             delegate=replace(
                 p.delegate,
-                filter_v4_gateway=4 in requested and 4 not in fams,
-                filter_v6_gateway=6 in requested and 6 not in fams,
+                filter_v4_gateway=not any(":" not in gw for gw in p.delegate.default_route or ()),
+                filter_v6_gateway=not any(":" in gw for gw in p.delegate.default_route or ()),
             ),
         )
-        for p, fams in zip(planned, asked, strict=True)
+        for p in planned
     ]
-
-
-def _families(default_route: tuple[str, ...] | None) -> set[int]:
-    if default_route is None:
-        return set()
-    if not default_route:
-        return {4, 6}
-    return {6 if ":" in gw else 4 for gw in default_route}

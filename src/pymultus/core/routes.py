@@ -1,15 +1,24 @@
 """Default-route policy (behaviour §5.3), one code path for both IP families.
 
-After every delegate of an ADD has run: for each family that some attachment asked a
-``default-route`` for, the default routes of that family are removed from every attachment
-that did not ask for it (and from the requester itself when it named gateways), the requested
-gateways are added on the requester's interface, and libcni's cached results are rewritten to
-match, so a later CHECK compares against what the kernel has.
+After every delegate of an ADD has run, per IP family: when some attachment asked for a
+``default-route`` of that family (a gateway of the family, or an empty list, which asks for
+both), the default routes of that family are removed from every attachment that did not ask,
+and from a requester that named gateways; the requested gateways are then added on the
+requester's interface, and libcni's cached results are rewritten to match (keys sorted, as Go
+Multus re-encodes them), so a later CHECK compares against what the kernel has.
 
-Differences from Go Multus (docs/compatibility.md): only the requested family is touched (Go
-deletes both families), a kernel default route with a zero destination is matched (Go's
-netlink bump stopped matching it, PR #1552), and ``"default-route": []`` keeps the delegate's
-own default routes instead of removing all of them (issue #1011).
+Differences from Go Multus (docs/compatibility.md):
+
+- only the requested family is touched (Go deletes both families' default routes of every
+  other attachment, whichever family was asked for);
+- a kernel default route with a zero destination is matched (Go stopped matching it after a
+  netlink bump, so its deletion silently does nothing and its addition hits EEXIST, PR #1552;
+  golden case 02 shows the kernel unchanged);
+- ``"default-route": []`` makes that attachment the default for both families with the routes
+  its own IPAM gave, instead of removing every default route of the pod (issue #1011).
+
+The IsFilterV4/V6 flags of the delegates are Go's (they are only recorded in the delegate
+cache); what happens here is decided from the requests themselves.
 """
 
 from __future__ import annotations
@@ -37,40 +46,60 @@ class Attached:
     ifname: str
 
 
+@dataclass(frozen=True)
+class FamilyPlan:
+    """What to do for one IP family: interfaces losing their default routes, routes to add."""
+
+    remove_on: frozenset[str]
+    add: tuple[tuple[str, str], ...]  # (ifname, gateway)
+
+
 def needs_routes(attached: Sequence[Attached]) -> bool:
-    return any(a.delegate.filter_v4_gateway or a.delegate.filter_v6_gateway for a in attached)
+    return any(a.delegate.default_route is not None for a in attached)
+
+
+def gateways_of(delegate: Delegate, version: int) -> list[str]:
+    return [gw for gw in delegate.default_route or () if (":" in gw) == (version == 6)]
+
+
+def asks_for(delegate: Delegate, version: int) -> bool:
+    """True when the attachment wants to be the default of this family."""
+    wanted = delegate.default_route
+    return wanted is not None and (not wanted or bool(gateways_of(delegate, version)))
+
+
+def plan_family(attached: Sequence[Attached], version: int) -> FamilyPlan:
+    """The route changes of one family; nothing when no attachment asks for it."""
+    if not any(asks_for(a.delegate, version) for a in attached):
+        return FamilyPlan(frozenset(), ())
+    remove_on = frozenset(
+        a.ifname
+        for a in attached
+        if not asks_for(a.delegate, version) or gateways_of(a.delegate, version)
+    )
+    add = tuple((a.ifname, gw) for a in attached for gw in gateways_of(a.delegate, version))
+    return FamilyPlan(remove_on, add)
 
 
 def apply(netns: str, container_id: str, cache_dir: str, attached: Sequence[Attached]) -> None:
     for version, family, default_dst in _FAMILIES:
-        remove_on, add = _changes(attached, version)
-        if not remove_on and not add:
+        plan = plan_family(attached, version)
+        if not plan.remove_on and not plan.add:
             continue
-        netns_routes.replace_default_routes(netns, family, remove_on=remove_on, add=add)
+        netns_routes.replace_default_routes(
+            netns, family, remove_on=set(plan.remove_on), add=list(plan.add)
+        )
         for a in attached:
-            gateways = [gw for ifname, gw in add if ifname == a.ifname]
-            if a.ifname in remove_on or gateways:
+            gateways = [gw for ifname, gw in plan.add if ifname == a.ifname]
+            if a.ifname in plan.remove_on or gateways:
                 _rewrite_cache(
                     cache_dir,
                     container_id,
                     a,
                     default_dst=default_dst,
-                    remove=a.ifname in remove_on,
+                    remove=a.ifname in plan.remove_on,
                     gateways=gateways,
                 )
-
-
-def _changes(attached: Sequence[Attached], version: int) -> tuple[set[str], list[tuple[str, str]]]:
-    remove_on: set[str] = set()
-    add: list[tuple[str, str]] = []
-    for a in attached:
-        d = a.delegate
-        gateways = [gw for gw in d.default_route or () if (":" in gw) == (version == 6)]
-        filtered = d.filter_v4_gateway if version == 4 else d.filter_v6_gateway
-        if filtered or gateways:
-            remove_on.add(a.ifname)
-        add += [(a.ifname, gw) for gw in gateways]
-    return remove_on, add
 
 
 def _rewrite_cache(
@@ -87,9 +116,8 @@ def _rewrite_cache(
         return
     original = parse_result(entry.result)
     current = to_current(original)
-    routes = [r for r in current.routes if not (remove and _is_default(r, default_dst))]
-    routes += [Route(dst=default_dst, gw=gw) for gw in gateways]
-    current.routes = routes
+    kept = [r for r in current.routes if not (remove and _is_default(r, default_dst))]
+    current.routes = kept + [Route(dst=default_dst, gw=gw) for gw in gateways]
     updated = convert(current, result_version(original))
     cache.write(
         cache_dir,
@@ -103,6 +131,7 @@ def _rewrite_cache(
             cni_args=entry.cni_args,
             capability_args=entry.capability_args,
         ),
+        sort_keys=True,
     )
 
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from pymultus.cni import netconf
 from pymultus.cni.chain import Attachment
-from pymultus.cni.errors import CniError, UnsupportedFieldError
+from pymultus.cni.errors import CniError, IncompatibleVersionError, prefixed
 from pymultus.cni.netconf import NetConfList
 from pymultus.cni.version import at_least
 from pymultus.core import delegates, resolve, scratch
@@ -22,11 +22,9 @@ from pymultus.core.runtime import ifname_for, runtime_conf
 def cmd_check(req: Request, deps: Deps) -> None:
     """CHECK every attachment the ADD recorded in the delegate cache (Go checks only the
     static ``delegates`` of the config and ignores clusterNetwork and annotation networks);
-    without a cache, the static delegates, as Go does."""
-    if not at_least(req.conf.cni_version, "0.4.0"):
-        raise UnsupportedFieldError(
-            f"config version {req.conf.cni_version!r} does not allow CHECK", field="cniVersion"
-        )
+    without a cache, the static delegates, as Go does. A delegate whose own cniVersion
+    predates CHECK (0.4.0) is skipped: it cannot be checked, and that is no fault of the pod."""
+    require_version(req, "0.4.0")
     cached = scratch.load(req.conf.cni_dir, req.cmd.container_id)
     found = (
         cached
@@ -36,7 +34,24 @@ def cmd_check(req: Request, deps: Deps) -> None:
     cni = delegates.cni_for(req, deps)
     for index, d in enumerate(found):
         rt = runtime_conf(req, d, ifname_for(d, index, req), is_master=index == 0)
-        delegates.check(cni, resolve.net_of(d), rt)
+        net = resolve.net_of(d)
+        if not at_least(net.cni_version, "0.4.0"):
+            continue
+        try:
+            delegates.check(cni, net, rt)
+        except CniError as exc:
+            name = delegates.network_name(net)
+            raise prefixed(exc, f'Multus: {req.who}: error checking network "{name}": ') from exc
+
+
+def require_version(req: Request, floor: str) -> None:
+    """skel's floor for a verb (CHECK 0.4.0, STATUS and GC 1.1.0): code 1 below it."""
+    if not at_least(req.conf.cni_version, floor):
+        raise IncompatibleVersionError(
+            f"config version does not allow {req.cmd.command}",
+            details=f"config version {req.conf.cni_version or '0.1.0'} < {floor}",
+            field="cniVersion",
+        )
 
 
 def _cluster_network(req: Request, deps: Deps) -> NetConfList:
@@ -47,6 +62,7 @@ def _cluster_network(req: Request, deps: Deps) -> NetConfList:
 
 def cmd_status(req: Request, deps: Deps) -> None:
     """STATUS of the cluster network only; its error code reaches the runtime unchanged."""
+    require_version(req, "1.1.0")
     wait_for_readiness(req, deps)
     delegates.cni_for(req, deps).status_network_list(_cluster_network(req, deps))
 
@@ -55,6 +71,7 @@ def cmd_gc(req: Request, deps: Deps) -> None:
     """GC: DEL every delegate-cache entry whose container the runtime no longer lists (Go
     never cleans them), then libcni GC of the cluster network with the runtime's
     valid-attachments list (Go substitutes its own cache, so nothing stale is ever found)."""
+    require_version(req, "1.1.0")
     wait_for_readiness(req, deps)
     valid = [
         Attachment(cid, ifname)

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 from pymultus import __version__
 from pymultus.cni import gojson
 from pymultus.cni.convert import AnyResult, convert, encode_result
 from pymultus.cni.env import parse_plugin_env
 from pymultus.cni.errors import CniError, InternalError
-from pymultus.cni.version import ALL_VERSIONS, CURRENT
+from pymultus.cni.version import ALL_VERSIONS, CURRENT, require_known
 from pymultus.config.multus import MultusConf, parse_multus_conf
 from pymultus.core.deps import Deps
 from pymultus.core.request import Request
@@ -23,19 +24,38 @@ from pymultus.core.request import Request
 ABOUT = f"multus (pymultus {__version__}): meta-plugin that delegates to other CNI plugins"
 
 
-def thin_deps(conf: MultusConf) -> Deps:
+@contextmanager
+def thin_deps(conf: MultusConf, command: str = "ADD") -> Iterator[Deps]:
     """API-backed sources when a kubeconfig or in-cluster credentials exist; none otherwise
-    (only static delegates and files then). lightkube is imported only when needed."""
+    (only static delegates and files then). lightkube is imported only when needed, and its
+    connections are closed on exit.
+
+    A kubeconfig that cannot be used fails every verb but DEL: DEL must succeed for a pod whose
+    node credentials are already gone, and it has the delegate and libcni caches to go by
+    (Go Multus fails that DEL).
+    """
     if not conf.kubeconfig and not os.environ.get("KUBERNETES_SERVICE_HOST"):
-        return Deps()
+        yield Deps()
+        return
     from pymultus.k8s.client import KubeApi, load_client  # noqa: PLC0415 - start-up cost
     from pymultus.k8s.sources import ApiEvents, ApiNads, ApiPods, ApiStatus  # noqa: PLC0415
 
-    client = load_client(conf.kubeconfig or None)
+    try:
+        client = load_client(conf.kubeconfig or None)
+    except CniError:
+        if command != "DEL":
+            raise
+        client = None
     if client is None:
-        return Deps()
+        yield Deps()
+        return
     api = KubeApi(client)
-    return Deps(pods=ApiPods(api), nads=ApiNads(api), status=ApiStatus(api), events=ApiEvents(api))
+    try:
+        yield Deps(
+            pods=ApiPods(api), nads=ApiNads(api), status=ApiStatus(api), events=ApiEvents(api)
+        )
+    finally:
+        client.close()
 
 
 def version_info() -> bytes:
@@ -44,18 +64,21 @@ def version_info() -> bytes:
 
 def handle(environ: Mapping[str, str], stdin: bytes) -> bytes:
     """Run one CNI call; returns what to print (may be empty)."""
-    from pymultus.core.dispatch import run  # noqa: PLC0415 - not needed for VERSION
-
     cmd = parse_plugin_env(environ, stdin)
     if cmd.command == "VERSION":
         return version_info()
+    from pymultus.core.dispatch import run  # noqa: PLC0415 - not needed for VERSION
+
     conf = parse_multus_conf(stdin)
-    result = run(Request.build(cmd, conf), thin_deps(conf))
+    require_known(conf.cni_version)
+    with thin_deps(conf, cmd.command) as deps:
+        result = run(Request.build(cmd, conf), deps)
     return _print(result, conf) if result is not None else b""
 
 
 def _print(result: AnyResult, conf: MultusConf) -> bytes:
-    """The result in the config's cniVersion (Go prints the delegate's own version)."""
+    """The result in the config's cniVersion, which is what the runtime asked for (Go prints
+    the cluster network's result in that delegate's own version, §11 item 14)."""
     if conf.cni_version:
         result = convert(result, conf.cni_version)
     return encode_result(result, indent=True)

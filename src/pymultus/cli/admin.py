@@ -1,0 +1,136 @@
+"""Node administration commands: install, uninstall, status, cache gc, daemon."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pymultus.config.multus import DEFAULT_BIN_DIR, DEFAULT_CNI_DIR
+from pymultus.core import inventory
+
+console = Console()
+
+
+class PluginType(StrEnum):
+    thick = "thick"
+    thin = "thin"
+
+
+def install(
+    type_: Annotated[PluginType, typer.Option("--type", "-t", help="thick (shim) or thin")],
+    dest: Annotated[str, typer.Option("--dest", "-d", help="CNI bin dir")] = "/host/opt/cni/bin",
+    interpreter: Annotated[
+        str | None,
+        typer.Option(help="absolute path of the host's python3 (>= 3.8 for the shim)"),
+    ] = None,
+) -> None:
+    """Copy the shim (thick) or the thin plugin launcher into a CNI bin dir, atomically."""
+    if type_ is PluginType.thick:
+        from pymultus.shim.install import install_shim  # noqa: PLC0415
+
+        path = install_shim(dest, interpreter=interpreter)
+    else:
+        from pymultus.plugin.install import install_thin  # noqa: PLC0415
+
+        path = install_thin(dest, interpreter=interpreter)
+    console.print(f"installed {path}")
+
+
+def uninstall(
+    cni_conf_dir: Annotated[str, typer.Option(help="where 00-multus.conf is")] = "/etc/cni/net.d",
+    bin_dir: Annotated[str, typer.Option(help="CNI bin dir holding the shim")] = DEFAULT_BIN_DIR,
+) -> None:
+    """Remove 00-multus.conf and the shim: the only time pymultus deletes its config."""
+    for path in (
+        os.path.join(cni_conf_dir, "00-multus.conf"),
+        os.path.join(bin_dir, "multus-shim"),
+    ):
+        try:
+            os.unlink(path)
+            console.print(f"removed {path}")
+        except FileNotFoundError:
+            console.print(f"{path} was not there")
+
+
+def status(
+    pod: Annotated[
+        str | None, typer.Argument(help="only this pod (namespace/name or name)")
+    ] = None,
+    cni_dir: Annotated[str, typer.Option(help="Multus cniDir")] = DEFAULT_CNI_DIR,
+    output: Annotated[str, typer.Option("--output", "-o", help="table or json")] = "table",
+) -> None:
+    """What is attached on this node: pod, interface, network, IPs, MAC, default."""
+    rows: list[dict[str, Any]] = []
+    for box in inventory.sandboxes(cni_dir):
+        if pod and pod not in (box.pod, box.pod.split("/")[-1]):
+            continue
+        master = box.networks[0] if box.networks else ""
+        for a in box.attachments:
+            rows.append(
+                {
+                    "pod": a.pod,
+                    "containerID": a.container_id,
+                    "interface": a.ifname,
+                    "network": a.network,
+                    "ips": list(a.ips),
+                    "mac": a.mac,
+                    "default": a.network == master.split("/")[-1] and a.ifname == "eth0",
+                }
+            )
+    if output == "json":
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table(title=f"attachments on this node ({cni_dir})")
+    for col in ("pod", "interface", "network", "IPs", "MAC", "default"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            str(r["pod"]),
+            str(r["interface"]),
+            str(r["network"]),
+            ", ".join(r["ips"]),
+            str(r["mac"]),
+            "yes" if r["default"] else "",
+        )
+    console.print(table)
+
+
+cache_app = typer.Typer(help="Multus's delegate cache.", no_args_is_help=True)
+
+
+@cache_app.command("gc")
+def cache_gc(
+    cni_dir: Annotated[str, typer.Option(help="Multus cniDir")] = DEFAULT_CNI_DIR,
+    bin_dir: Annotated[list[str] | None, typer.Option(help="CNI plugin dirs")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="only list")] = False,
+) -> None:
+    """DEL and forget sandboxes whose network namespace no longer exists."""
+    dirs = bin_dir or [DEFAULT_BIN_DIR, "/usr/lib/cni"]
+    stale = inventory.collect_stale(cni_dir, dirs, dry_run=dry_run)
+    for box, error in stale:
+        verb = "would remove" if dry_run else "removed"
+        note = f" (DEL failed: {error})" if error else ""
+        console.print(f"{verb} {box.container_id} {box.pod} {box.netns}{note}")
+    if not stale:
+        console.print("no stale sandbox")
+    if any(error for _, error in stale):
+        raise typer.Exit(1)
+
+
+def daemon(
+    config: Annotated[
+        str, typer.Option("--config", "-config", help="daemon config file")
+    ] = "/etc/cni/net.d/multus.d/daemon-config.json",
+    kubeconfig: Annotated[str | None, typer.Option(help="kubeconfig path")] = None,
+) -> None:
+    """Run multus-daemon (same flags as Go's)."""
+    from pymultus.daemon.main import main as daemon_main  # noqa: PLC0415
+
+    daemon_main(["-config", config] + (["--kubeconfig", kubeconfig] if kubeconfig else []))

@@ -1,0 +1,78 @@
+"""The thin plugin starts once per CNI call, so it imports lightkube (~0.2 s) only when it talks
+to Kubernetes and pyroute2 (~0.3 s) only when a pod asks for a default-route change."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import pytest
+from tests.support.multus import NETWORKS, Cluster, run_plugin
+
+HEAVY = ("lightkube", "pyroute2", "httpx2", "yaml")
+_IMPORTTIME = [
+    sys.executable,
+    "-X",
+    "importtime",
+    "-c",
+    "from pymultus.plugin.main import main; main()",
+]
+
+
+def imported_heavy(stderr: bytes) -> set[str]:
+    """Top-level names of the heavy packages ``-X importtime`` saw imported."""
+    found = set()
+    for line in stderr.decode().splitlines():
+        if line.startswith("import time:") and "|" in line:
+            top = line.rsplit("|", 1)[1].strip().split(".")[0]
+            if top in HEAVY:
+                found.add(top)
+    return found
+
+
+def _static_conf(cluster: Cluster) -> dict[str, Any]:
+    """Golden case 05: two static bridge delegates, no kubeconfig, no clusterNetwork."""
+    first = cluster.bridge_nad("static-a", "pmbsa", 20)
+    second = cluster.bridge_nad("static-b", "pmbsb", 21)
+    return cluster.multus_conf(kubeconfig=None, clusterNetwork=None, delegates=[first, second])
+
+
+def test_static_delegates_need_neither_lightkube_nor_pyroute2(cluster: Cluster) -> None:
+    pod = cluster.put_pod("default", "static")
+    conf = json.dumps(_static_conf(cluster)).encode()
+    outcomes = {}
+    for command in ("ADD", "CHECK", "DEL"):
+        out = run_plugin(cluster.pair, cluster.env(command, pod), conf, argv=_IMPORTTIME)
+        outcomes[command] = out.check_ok()
+        if command == "ADD":
+            assert cluster.link_names() == {"lo", "eth0", "net1"}
+            assert cluster.addrs("net1") == ["198.18.21.2/24"]
+            assert cluster.api.requests() == []  # the API is never used
+
+    assert {c: imported_heavy(o.stderr) for c, o in outcomes.items()} == {
+        "ADD": set(),
+        "CHECK": set(),
+        "DEL": set(),
+    }
+    assert cluster.link_names() == {"lo"} and cluster.allocations() == []
+
+
+@pytest.mark.parametrize(
+    ("annotation", "expected"),
+    [
+        (None, {"lightkube", "httpx2", "yaml"}),
+        (json.dumps([{"name": "br-a", "default-route": ["198.18.1.1"]}]), set(HEAVY)),
+    ],
+    ids=["kubernetes", "kubernetes-and-default-route"],
+)
+def test_heavy_imports_only_when_needed(
+    cluster: Cluster, annotation: str | None, expected: set[str]
+) -> None:
+    cluster.put_nad("default", "br-a", cluster.bridge_nad("br-a", "pmbra", 1))
+    pod = cluster.put_pod("default", "heavy", {NETWORKS: annotation} if annotation else None)
+    conf = json.dumps(cluster.multus_conf()).encode()
+
+    out = run_plugin(cluster.pair, cluster.env("ADD", pod), conf, argv=_IMPORTTIME).check_ok()
+
+    assert imported_heavy(out.stderr) == expected
