@@ -6,6 +6,9 @@ import base64
 import errno
 import json
 import os
+import re
+import shutil
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -318,3 +321,21 @@ def test_real_plugin_version() -> None:
     versions = plugin_versions("loopback", ["/nonexistent", str(LOOPBACK.parent)])
     assert "0.3.1" in versions
     assert "1.0.0" in versions
+
+
+def test_chroot_root_finds_and_runs_the_plugin_inside(tmp_path: Path) -> None:
+    """``chrootDir``: the plugin is looked up under the root and run chrooted into it."""
+    root = tmp_path / "root"
+    (root / "opt/cni/bin").mkdir(parents=True)
+    shutil.copy("/usr/lib/cni/loopback", root / "opt/cni/bin/loopback")
+    ldd = subprocess.run(
+        ["ldd", "/usr/lib/cni/loopback"], capture_output=True, text=True, check=True
+    )
+    for lib in re.findall(r"(/\S+) \(0x", ldd.stdout):
+        (root / lib[1:]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(lib, root / lib[1:])  # what Debian's dynamically linked plugins need
+    executor = SubprocessExecutor(root=str(root))
+    out = exec_plugin("loopback", b"", PluginEnv("VERSION"), ["/opt/cni/bin"], executor=executor)
+    assert b"supportedVersions" in out
+    with pytest.raises(InvalidConfigError):  # not found under the root, though it exists outside
+        exec_plugin("bridge", b"", PluginEnv("VERSION"), ["/usr/lib/cni"], executor=executor)

@@ -15,7 +15,7 @@ import contextlib
 import os
 import socket
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,8 +121,8 @@ class FakeDaemon:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _spawn(self, target: object, *args: object) -> None:
-        thread = threading.Thread(target=target, args=args, daemon=True)  # type: ignore[arg-type]
+    def _spawn(self, target: Callable[..., None], *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
         self._threads.append(thread)
         thread.start()
 
@@ -202,11 +202,3 @@ def short_socket_dir() -> Iterator[str]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
-
-
-def scripted(socket_path: str, replies: Mapping[str, Reply | Sequence[Reply]]) -> FakeDaemon:
-    """A FakeDaemon whose default script is overridden by ``replies`` (not started)."""
-    daemon = FakeDaemon(socket_path)
-    for path, reply in replies.items():
-        daemon.set(path, *([reply] if isinstance(reply, Reply) else reply))
-    return daemon

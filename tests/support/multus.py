@@ -19,7 +19,6 @@ annotation bytes stored by the stand-in.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -216,7 +215,7 @@ class Cluster:
         self, namespace: str, name: str, annotations: Mapping[str, str] | None = None
     ) -> PodId:
         uid = f"0000{unique_name('')}-aaaa-bbbb-cccc-000000000000"
-        meta = {"namespace": namespace, "name": name, "uid": uid}
+        meta: dict[str, Any] = {"namespace": namespace, "name": name, "uid": uid}
         if annotations:
             meta["annotations"] = dict(annotations)
         spec = {"containers": [{"name": "pause", "image": "pause"}]}
@@ -318,8 +317,3 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
             yield Cluster(pair, tmp_path, api)
         finally:
             api.stop()
-
-
-def environ_without_cni() -> dict[str, str]:
-    """This process's environment minus anything a CNI run would read."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("CNI_", "KUBERNETES_"))}

@@ -32,14 +32,15 @@ def install(
     ] = None,
 ) -> None:
     """Copy the shim (thick) or the thin plugin launcher into a CNI bin dir, atomically."""
-    if type_ is PluginType.thick:
-        from pymultus.shim.install import install_shim  # noqa: PLC0415
+    from pymultus.plugin.install import install_thin  # noqa: PLC0415
+    from pymultus.shim.install import install_shim  # noqa: PLC0415
 
-        path = install_shim(dest, interpreter=interpreter)
-    else:
-        from pymultus.plugin.install import install_thin  # noqa: PLC0415
-
-        path = install_thin(dest, interpreter=interpreter)
+    installer = install_shim if type_ is PluginType.thick else install_thin
+    try:
+        path = installer(dest, interpreter=interpreter)
+    except OSError as exc:
+        console.print(f"[red]cannot install the {type_.value} plugin: {exc}[/]")
+        raise typer.Exit(1) from None
     console.print(f"installed {path}")
 
 

@@ -105,7 +105,12 @@ class SubprocessExecutor:
         busy_retry_delays: Sequence[float] = BUSY_RETRY_DELAYS,
         kill_grace: float = KILL_GRACE,
         stderr_sink: StderrSink | None = _log_stderr,
+        root: str = "",
     ) -> None:
+        #: ``chrootDir``: plugins are found under it and run chrooted into it (``chroot(8)``;
+        #: ``preexec_fn`` is not safe in the multi-threaded daemon), so a containerised daemon
+        #: runs the host's plugins against the host's files.
+        self.root = root
         self.busy_retry_delays = tuple(busy_retry_delays)
         self.kill_grace = kill_grace
         self.stderr_sink = stderr_sink
@@ -139,7 +144,7 @@ class SubprocessExecutor:
         while True:
             try:
                 return subprocess.Popen(
-                    [path],
+                    ["chroot", self.root, path] if self.root else [path],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
@@ -186,9 +191,10 @@ def _tail(data: bytes) -> str:
     return data.decode("utf-8", "replace").strip()[-_TAIL:]
 
 
-def find_plugin(plugin_type: str, dirs: Sequence[str]) -> str:
+def find_plugin(plugin_type: str, dirs: Sequence[str], *, root: str = "") -> str:
     """The path of the ``plugin_type`` binary: the first regular file of that name in ``dirs``
-    (libcni ``FindInPath``). A type that could leave the directory is refused."""
+    (libcni ``FindInPath``). A type that could leave the directory is refused. With ``root``
+    (a chroot), ``dirs`` are looked up under it and the path is returned as seen inside it."""
     if not plugin_type:
         raise InvalidConfigError("no plugin name provided", field="type")
     if "/" in plugin_type or "\0" in plugin_type or plugin_type in (".", ".."):
@@ -199,7 +205,7 @@ def find_plugin(plugin_type: str, dirs: Sequence[str]) -> str:
         )
     for directory in dirs:
         candidate = os.path.join(directory, plugin_type)
-        if os.path.isfile(candidate):
+        if os.path.isfile(root + candidate if root else candidate):
             return candidate
     raise InvalidConfigError(
         f"failed to find plugin {_go_quote(plugin_type)} in path [{' '.join(dirs)}]",
@@ -227,9 +233,9 @@ def exec_plugin(
     ``base_environ`` is the inherited environment (default: this process's). A failed run
     raises ``DelegateError`` keeping the plugin's own code (999 for crashes, garbage, timeouts).
     """
-    path = find_plugin(plugin_type, dirs)
-    environ = env.to_environ(os.environ if base_environ is None else base_environ)
     runner = executor if executor is not None else SubprocessExecutor()
+    path = find_plugin(plugin_type, dirs, root=getattr(runner, "root", ""))
+    environ = env.to_environ(os.environ if base_environ is None else base_environ)
     return runner.run(plugin_type, path, environ, stdin, timeout)
 
 

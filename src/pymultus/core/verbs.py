@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
-from pymultus.cni import netconf
+from pymultus.cni import cache, netconf
 from pymultus.cni.chain import Attachment
+from pymultus.cni.env import validate_container_id
 from pymultus.cni.errors import CniError, IncompatibleVersionError, prefixed
 from pymultus.cni.netconf import NetConfList
 from pymultus.cni.version import at_least
@@ -70,14 +71,21 @@ def cmd_status(req: Request, deps: Deps) -> None:
 def cmd_gc(req: Request, deps: Deps) -> None:
     """GC: DEL every delegate-cache entry whose container the runtime no longer lists (Go
     never cleans them), then libcni GC of the cluster network with the runtime's
-    valid-attachments list (Go substitutes its own cache, so nothing stale is ever found)."""
+    valid-attachments list (Go substitutes its own cache, so nothing stale is ever found).
+
+    A GC request without ``cni.dev/valid-attachments`` (not what the 1.1 spec allows) is
+    treated as Go treats every GC: the attachments in our own caches are the valid ones, so
+    nothing is deleted and the plugins learn what is in use.
+    """
     require_version(req, "1.1.0")
     wait_for_readiness(req, deps)
-    valid = [
-        Attachment(cid, ifname)
-        for cid, ifname in go_netconf(netconf.decode_object(req.cmd.stdin)).valid_attachments
-    ]
-    errors = _gc_delegate_caches(req, deps, {a.container_id for a in valid})
+    listed = _listed_attachments(req)
+    if listed is None:
+        valid = _cached_attachments(req.conf.cni_dir)
+        errors: list[CniError] = []
+    else:
+        valid = listed
+        errors = _gc_delegate_caches(req, deps, {a.container_id for a in valid})
     try:
         delegates.cni_for(req, deps).gc_network_list(_cluster_network(req, deps), valid)
     except CniError as exc:
@@ -86,12 +94,27 @@ def cmd_gc(req: Request, deps: Deps) -> None:
         raise errors[0]
 
 
+def _listed_attachments(req: Request) -> list[Attachment] | None:
+    """The runtime's valid attachments; None when the request does not carry the key."""
+    obj = netconf.decode_object(req.cmd.stdin)
+    found, value = netconf.go_field(obj, "cni.dev/valid-attachments")
+    if not found or value is None:
+        return None
+    return [Attachment(cid, ifname) for cid, ifname in go_netconf(obj).valid_attachments]
+
+
+def _cached_attachments(cni_dir: str) -> list[Attachment]:
+    """Go's ``gatherValidAttachmentsFromCache``: every attachment libcni has cached."""
+    return [Attachment(e.container_id, e.ifname) for e in cache.list_attachments(cni_dir)]
+
+
 def _gc_delegate_caches(req: Request, deps: Deps, live: set[str]) -> list[CniError]:
     errors: list[CniError] = []
-    for name in _cached_container_ids(req.conf.cni_dir):
-        if name in live:
+    for cid in _cached_container_ids(req.conf.cni_dir):
+        if cid in live:
             continue
-        cmd = replace(req.cmd, command="DEL", container_id=name, netns="", ifname="eth0")
+        ifname = _master_ifname(req.conf.cni_dir, cid)
+        cmd = replace(req.cmd, command="DEL", container_id=cid, netns="", ifname=ifname)
         stale = Request(cmd=cmd, conf=req.conf, runtime_args=(), k8s=K8sArgs())
         try:
             cmd_del(stale, Deps(executor=deps.executor, plugin_timeout=deps.plugin_timeout))
@@ -100,11 +123,31 @@ def _gc_delegate_caches(req: Request, deps: Deps, live: set[str]) -> list[CniErr
     return errors
 
 
+def _master_ifname(cni_dir: str, container_id: str) -> str:
+    """The CNI_IFNAME the ADD had: the interface libcni cached for the first delegate's
+    network (``eth0`` when that cannot be told)."""
+    try:
+        found = scratch.load(cni_dir, container_id) or []
+        network = delegates.network_name(resolve.net_of(found[0])) if found else ""
+        entries = cache.list_attachments(cni_dir, network, container_id=container_id)
+    except CniError:
+        return "eth0"
+    return entries[0].ifname if network and entries else "eth0"
+
+
 def _cached_container_ids(cni_dir: str) -> list[str]:
+    """Names of the delegate cache files (skipping temp files and anything that is not a
+    container id, so a stray file never makes GC fail)."""
     try:
         names = os.listdir(cni_dir)
     except FileNotFoundError:
         return []
-    return sorted(
-        n for n in names if not n.startswith(".") and os.path.isfile(os.path.join(cni_dir, n))
-    )
+    return sorted(n for n in names if _is_container_id(n) and os.path.isfile(f"{cni_dir}/{n}"))
+
+
+def _is_container_id(name: str) -> bool:
+    try:
+        validate_container_id(name)
+    except CniError:
+        return False
+    return True

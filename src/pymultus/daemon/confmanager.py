@@ -279,7 +279,10 @@ class ConfigManager:
         data = _read(path)
         if primary_object(data, path).get("cniVersion") == self._conf.cni_version:
             return
-        mode = os.stat(path).st_mode & 0o777
+        try:
+            mode = os.stat(path).st_mode & 0o777  # keep the primary's own mode, as Go does
+        except OSError as e:
+            raise IOFailure(f"cannot stat {path}: {e.strerror}", path=path) from e
         write_atomic(path, forced_primary(data, self._conf.cni_version, path), mode)
         log.info("forceCNIVersion: set cniVersion %s in %s", self._conf.cni_version, path)
 
@@ -315,7 +318,10 @@ class ConfigManager:
             log.warning(
                 "readiness indicator file %s is gone: removing %s", ready_file, self.output_path
             )
-            self.uninstall()
+            try:
+                self.uninstall()
+            except IOFailure as e:
+                log.error("%s", e)
             return False
         assert self.primary_path is not None
         if not os.path.isfile(self.primary_path) and not self._conf.multus_master_cni:
@@ -360,7 +366,10 @@ class ConfigManager:
                 # of a write (an uninstall right after must not see the file come back).
                 if not self._reconcile():
                     if self._on_readiness_lost is not None:
-                        self._on_readiness_lost()
+                        try:
+                            self._on_readiness_lost()
+                        except Exception:
+                            log.exception("on_readiness_lost failed")
                     return
         finally:
             if watcher is not None:

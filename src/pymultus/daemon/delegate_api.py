@@ -20,10 +20,10 @@ import logging
 from dataclasses import replace
 
 from pymultus.cni import netconf
-from pymultus.cni.chain import RuntimeConf
+from pymultus.cni.chain import CNIConfig, RuntimeConf
 from pymultus.cni.env import parse_plugin_env
 from pymultus.cni.errors import InvalidEnvironmentError, UnknownContainerError
-from pymultus.cni.netconf import NetConfList
+from pymultus.cni.netconf import NetConf, NetConfList
 from pymultus.config.daemon import DaemonConf
 from pymultus.config.multus import DEFAULT_BIN_DIR, DEFAULT_CNI_DIR, MultusConf
 from pymultus.core import delegates, resolve
@@ -83,10 +83,10 @@ class DelegateHandler:
         delegate = with_attributes(
             load_delegate(body.config, prefix="config."), body.interfaceAttributes
         )
-        if cmd.command == "ADD":
-            return self._add(req, delegate)
         net = resolve.net_of(delegate)
         cni = delegates.cni_for(req, self.backend.deps)
+        if cmd.command == "ADD":
+            return self._add(req, delegate, cni, net)
         if cmd.command == "STATUS":
             cni.status_network_list(
                 net if isinstance(net, NetConfList) else netconf.conflist_from_conf(net)
@@ -99,7 +99,9 @@ class DelegateHandler:
             delegates.check(cni, net, rt)
         return _OK
 
-    def _add(self, req: Request, delegate: Delegate) -> HttpResponse:
+    def _add(
+        self, req: Request, delegate: Delegate, cni: CNIConfig, net: NetConf | NetConfList
+    ) -> HttpResponse:
         deps = self.backend.deps
         pod = pod_for_add(req, deps)
         if pod is None and deps.has_kubernetes:
@@ -107,8 +109,7 @@ class DelegateHandler:
                 f"pod {req.k8s.pod_namespace}/{req.k8s.pod_name} not found", pod=req.who
             )
         _check_free(req, deps, req.cmd.ifname, delegate.name)
-        cni = delegates.cni_for(req, deps)
-        result = delegates.add(cni, resolve.net_of(delegate), self._runtime(req, delegate))
+        result = delegates.add(cni, net, self._runtime(req, delegate))
         _emit_added(deps, pod, req.cmd.ifname, delegate.name, result)
         return add_response(result, JSON)
 

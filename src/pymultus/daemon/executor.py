@@ -59,6 +59,7 @@ class LimitedExecutor:
                 f"the delegate limit must be >= 1, got {limit}", field=LIMIT_KEY
             )
         self.inner = inner
+        self.root: str = getattr(inner, "root", "")  # the chroot plugins are found under
         self.limit = limit
         self.metrics = metrics
         self._slots = threading.BoundedSemaphore(limit)

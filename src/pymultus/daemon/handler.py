@@ -56,11 +56,17 @@ PREPARED_CACHE_SIZE = 64
 POD_VERBS = frozenset({"ADD", "DEL", "CHECK"})
 
 
+@dataclass
+class _Slot:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0  # holders and waiters
+
+
 class ContainerLocks:
     """One asyncio lock per container id, alive only while someone holds or waits for it."""
 
     def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+        self._slots: dict[str, _Slot] = {}
 
     @contextlib.asynccontextmanager
     async def hold(self, container_id: str) -> AsyncIterator[None]:
@@ -68,18 +74,15 @@ class ContainerLocks:
         if not container_id:
             yield
             return
-        lock, users = self._locks.setdefault(container_id, (asyncio.Lock(), [0]))
-        users[0] += 1
+        slot = self._slots.setdefault(container_id, _Slot())
+        slot.users += 1
         try:
-            async with lock:
+            async with slot.lock:
                 yield
         finally:
-            users[0] -= 1
-            if users[0] == 0:
-                del self._locks[container_id]
-
-    def __len__(self) -> int:
-        return len(self._locks)
+            slot.users -= 1
+            if slot.users == 0:
+                del self._slots[container_id]
 
 
 @dataclass

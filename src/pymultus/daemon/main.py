@@ -58,6 +58,8 @@ SOCKET_NAME = "multus.sock"
 #: Seconds to wait for requests in flight after a signal: inside Kubernetes' default 30 s
 #: termination grace, so we exit cleanly before the kubelet's SIGKILL.
 DEFAULT_DRAIN_TIMEOUT = 25.0
+#: Seconds a request that arrived while the listener was closing may still take.
+CLOSE_GRACE = 2.0
 #: Requests running in the core at once. Each waits mostly on delegate processes (capped
 #: separately) or the API server; 64 covers a node's burst of sandboxes after a reboot.
 DEFAULT_WORKERS = 64
@@ -170,7 +172,7 @@ class Daemon:
             log.info("shutting down: %d request(s) in flight", self._server.in_flight)
             if not await self._server.wait_idle(self.drain_timeout):
                 log.error("requests still running after %.0f s; stopping", self.drain_timeout)
-            await self._server.close()
+            await self._server.close(grace=CLOSE_GRACE)
         if self._metrics_server is not None:
             await self._metrics_server.close()
         for hook in self.on_shutdown:
@@ -239,9 +241,9 @@ def build_daemon(conf: DaemonConf, kubeconfig: str | None) -> tuple[Daemon, Watc
     """The daemon with its executor (capped, measured) and pod/NAD sources."""
     metrics = Metrics()
     limit = typed_field(conf.raw_map, LIMIT_KEY, int, DEFAULT_DELEGATE_LIMIT)
-    executor = LimitedExecutor(SubprocessExecutor(), limit=limit, metrics=metrics)
-    if conf.chroot_dir:
-        log.error("chrootDir %s is not supported yet: delegates run unchrooted", conf.chroot_dir)
+    executor = LimitedExecutor(
+        SubprocessExecutor(root=conf.chroot_dir), limit=limit, metrics=metrics
+    )
     if conf.enable_pprof:
         log.info("enablePprof has no meaning for pymultus; ignored")
     sources = build_deps(conf, kubeconfig=kubeconfig, executor=executor)
@@ -251,11 +253,9 @@ def build_daemon(conf: DaemonConf, kubeconfig: str | None) -> tuple[Daemon, Watc
 async def run(conf: DaemonConf, kubeconfig: str | None) -> int:
     """The daemon's life from the readiness wait to the exit code."""
     if conf.readiness_indicator_file and not await wait_for_file(conf.readiness_indicator_file):
-        log.error("readiness indicator file %s never appeared", conf.readiness_indicator_file)
-        return EXIT_CONFIG
+        return fatal(conf, EXIT_CONFIG, f"{conf.readiness_indicator_file} never appeared")
     if os.geteuid() != 0:
-        log.error("multus-daemon must run as root (the socket is root-only)")
-        return EXIT_CONFIG
+        return fatal(conf, EXIT_CONFIG, "must run as root (the socket is root-only)")
     stop, exit_code = asyncio.Event(), [0]
 
     def readiness_lost() -> None:  # Go exits 2 there; the kubelet restarts us
@@ -264,11 +264,13 @@ async def run(conf: DaemonConf, kubeconfig: str | None) -> int:
 
     try:
         daemon, cache = build_daemon(conf, kubeconfig)
+    except CniError as exc:
+        return fatal(conf, EXIT_CONFIG, str(exc))
+    try:
         manager = ConfigManager(conf, on_readiness_lost=readiness_lost)
         await manager.prepare()
     except CniError as exc:
-        log.error("cannot start: %s", exc)
-        return EXIT_MANAGER
+        return fatal(conf, EXIT_MANAGER, str(exc))
     daemon.on_ready.append(manager.start)
     daemon.on_shutdown.append(manager.stop)
     if cache is not None:
@@ -282,13 +284,21 @@ async def run(conf: DaemonConf, kubeconfig: str | None) -> int:
     try:
         await daemon.start()
     except CniError as exc:
-        log.error("cannot serve: %s", exc)
         await daemon.shutdown()
-        return EXIT_LISTEN
+        return fatal(conf, EXIT_LISTEN, str(exc))
     await stop.wait()
     log.info("stopping: readyz now fails, draining requests in flight")
     await daemon.shutdown()
     return exit_code[0]
+
+
+def fatal(conf: DaemonConf, code: int, message: str) -> int:
+    """Log why the daemon stops, and say it on stderr even when logging is off there (a
+    daemon must not die silently); returns the exit code."""
+    log.critical("%s", message)
+    if not conf.log.to_stderr:
+        print(f"multus-daemon: {message}", file=sys.stderr)
+    return code
 
 
 def main(argv: list[str] | None = None) -> None:

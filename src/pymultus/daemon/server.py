@@ -163,11 +163,13 @@ class HttpServer:
             return False
         return True
 
-    async def close(self) -> None:
-        """Stop listening and drop connections still open (no request is in flight then,
-        unless ``wait_idle`` timed out)."""
+    async def close(self, grace: float = 0.0) -> None:
+        """Stop listening, give requests still in flight ``grace`` seconds (one may have
+        arrived just before the listener closed), then drop every connection left."""
         for server in self._servers:
             server.close()
+        if grace > 0:
+            await self.wait_idle(grace)
         for task in list(self._connections):
             task.cancel()
         await asyncio.gather(*self._connections, return_exceptions=True)
@@ -196,7 +198,8 @@ class HttpServer:
 
     async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            head = await asyncio.wait_for(_read_head(reader), self.read_timeout)
+            async with asyncio.timeout(self.read_timeout):
+                head = await _read_head(reader)
         except _BadRequest as exc:
             log.info("bad HTTP request: %s", exc)
             await _send(writer, HttpResponse.text_error(400, "400 Bad Request"))
@@ -226,9 +229,8 @@ class HttpServer:
     ) -> tuple[HttpResponse, int]:
         """The response, and how many body bytes to drop after sending it."""
         try:
-            body = await asyncio.wait_for(
-                _read_body(reader, writer, head.headers, self.body_limit), self.read_timeout
-            )
+            async with asyncio.timeout(self.read_timeout):
+                body = await _read_body(reader, writer, head.headers, self.body_limit)
         except _TooLarge as exc:
             err = DecodeError(
                 f"request body of {exc.size} bytes or more is over the limit of "

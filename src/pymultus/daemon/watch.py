@@ -137,13 +137,14 @@ class Connection:
     def client(self) -> lightkube.AsyncClient:
         if self._client is None:
             self._client = self._factory()
-            self.generation += 1
         return self._client
 
     async def rebuild(self, generation: int) -> None:
-        """Drop the client of ``generation`` (once, however many reflectors saw the 401)."""
+        """Replace the client of ``generation`` (once, however many reflectors saw the 401);
+        the next ``client`` is a new one from the factory, with a new generation."""
         if generation == self.generation and self._client is not None:
             client, self._client = self._client, None
+            self.generation += 1
             await client.close()
 
     async def close(self) -> None:
@@ -214,14 +215,15 @@ class Reflector(Generic[R, V]):
                 continue
             except asyncio.CancelledError:
                 raise
-            except _RETRIED as e:
+            except Exception as e:
+                if generation != self._conn.generation:
+                    continue  # the other reflector replaced the client (a 401): go again
+                if not isinstance(e, _RETRIED):  # a bug must not stop the cache: log, retry
+                    log.exception("%s reflector failed unexpectedly", self.kind.name)
                 if not self._failed(e):
                     continue  # 410: re-list at once
                 if http_status(e) == 401:
                     await self._conn.rebuild(generation)
-            except Exception as e:  # a bug must not stop the cache for good: log, retry
-                log.exception("%s reflector failed unexpectedly", self.kind.name)
-                self._failed(e)
             # A failure after things went well for a while starts the backoff afresh.
             healthy = time.monotonic() - started >= self._timing.backoff_max
             if healthy or progress != (self.stats.lists, self.stats.events):

@@ -73,7 +73,7 @@ DEFAULT_SOCKET_DIR = "/run/multus/"
 SOCKET_NAME = "multus.sock"
 DEFAULT_READY_TIMEOUT = 60.0  # seconds; Go's shim waits this long for /readyz
 POLL_INTERVAL = 0.1  # seconds between /readyz probes, as in Go
-MIN_PROBE_TIMEOUT = 0.1  # seconds one probe may take even when the wait is (nearly) over
+MIN_PROBE_TIMEOUT = 0.5  # seconds one probe may take even when the wait is (nearly) over
 MAX_ANSWER = 64 << 20  # bytes; a larger answer is a broken daemon, not a result
 
 ERR_INCOMPATIBLE_VERSION = 1
@@ -781,7 +781,7 @@ def _daemon_there_for_del(settings: Settings, log: Log) -> bool:
             "so there is nothing to delete; reporting success",
         )
         return False
-    reason = probe(sock, "/healthz", settings.ready_timeout)
+    reason = probe(sock, "/healthz", max(settings.ready_timeout, MIN_PROBE_TIMEOUT))
     if reason is not None:
         raise CniFailure(ERR_TRY_AGAIN_LATER, f"multus-daemon at {sock} is not reachable: {reason}")
     return True

@@ -35,7 +35,8 @@ def delete_releases_everything(cluster: Cluster, pod: PodId) -> None:
 def statuses(cluster: Cluster, pod: PodId) -> list[dict[str, Any]]:
     value = cluster.status_annotation(pod)
     assert value is not None, "no network-status annotation was written"
-    return json.loads(value)
+    entries: list[dict[str, Any]] = json.loads(value)
+    return entries
 
 
 def delegate_cache(cluster: Cluster, pod: PodId) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ no link, no address, no route, no host-local allocation, no cache file, no netwo
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,3 +144,59 @@ def test_api_server_unreachable_on_add_is_try_again_later(cluster: Cluster) -> N
     assert err["code"] == 11, err
     assert cluster.api.url.removeprefix("http://") in err["msg"], err
     assert cluster.snapshot() == before
+
+
+def _unreachable_gateway(cluster: Cluster) -> str:
+    """A default route via an address that is not on net1's subnet: the kernel refuses it."""
+    return json.dumps([{"name": "br-a", "default-route": ["203.0.113.1"]}])
+
+
+def _status_write_forbidden(cluster: Cluster) -> str:
+    """RBAC without pods/status update: the network-status write is refused with 403."""
+
+    def refuse(request: Any) -> None:
+        if request.method == "PUT" and request.path.endswith("/status"):
+            cluster.api.fail_next(1, 403)
+
+    cluster.api.on_request = refuse
+    return "br-a"
+
+
+AFTER_ATTACH = {
+    "route-change-fails": (_unreachable_gateway, 5, "cannot add default route via 203.0.113.1"),
+    "status-write-fails": (_status_write_forbidden, 999, "denied the request (RBAC)"),
+}
+
+
+@pytest.mark.parametrize(("setup", "code", "says"), AFTER_ATTACH.values(), ids=AFTER_ATTACH.keys())
+def test_failure_after_every_delegate_ran_rolls_everything_back(
+    cluster: Cluster, setup: Callable[[Cluster], str], code: int, says: str
+) -> None:
+    """Go Multus fails these without any rollback and leaves the pod's interfaces behind."""
+    cluster.put_nad("default", "br-a", cluster.bridge_nad("br-a", "pmbra", 1))
+    pod = cluster.put_pod("default", "late", {NETWORKS: setup(cluster)})
+    before = cluster.snapshot()
+
+    err = cluster.add(pod).error()
+
+    assert err["code"] == code, err
+    assert err["msg"].startswith(f"Multus: [default/late/{pod.uid}]: "), err
+    assert says in err["msg"], err
+    assert cluster.snapshot() == before
+
+
+def test_repeated_add_fails_without_touching_the_first(cluster: Cluster) -> None:
+    cluster.put_nad("default", "br-a", cluster.bridge_nad("br-a", "pmbra", 1))
+    pod = cluster.put_pod("default", "again", {NETWORKS: "br-a"})
+    cluster.add(pod).check_ok()
+    before = cluster.snapshot()
+    delegate_cache = (cluster.cni_dir / pod.container_id).read_bytes()
+
+    err = cluster.add(pod).error()
+
+    assert err["code"] == 7
+    assert "interface name eth0 already exists" in err["msg"], err
+    assert cluster.snapshot() == before
+    assert (cluster.cni_dir / pod.container_id).read_bytes() == delegate_cache
+    cluster.delete(pod).check_ok()
+    assert cluster.allocations() == [] and cluster.cache_files() == []

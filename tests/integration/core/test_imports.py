@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -31,16 +32,26 @@ def imported_heavy(stderr: bytes) -> set[str]:
     return found
 
 
-def _static_conf(cluster: Cluster) -> dict[str, Any]:
+def _static_delegates(cluster: Cluster) -> dict[str, Any]:
     """Golden case 05: two static bridge delegates, no kubeconfig, no clusterNetwork."""
     first = cluster.bridge_nad("static-a", "pmbsa", 20)
     second = cluster.bridge_nad("static-b", "pmbsb", 21)
     return cluster.multus_conf(kubeconfig=None, clusterNetwork=None, delegates=[first, second])
 
 
-def test_static_delegates_need_neither_lightkube_nor_pyroute2(cluster: Cluster) -> None:
+def _cluster_file(cluster: Cluster) -> dict[str, Any]:
+    """A clusterNetwork file and a defaultNetworks CNI name from confDir, no kubeconfig (Go
+    needs Kubernetes credentials even for these)."""
+    (cluster.conf_dir / "dn.conf").write_text(json.dumps(cluster.bridge_nad("dn", "pmbsb", 21)))
+    return cluster.multus_conf(kubeconfig=None, defaultNetworks=["dn"])
+
+
+@pytest.mark.parametrize("make_conf", [_static_delegates, _cluster_file])
+def test_no_kubernetes_needs_neither_lightkube_nor_pyroute2(
+    cluster: Cluster, make_conf: Callable[[Cluster], dict[str, Any]]
+) -> None:
     pod = cluster.put_pod("default", "static")
-    conf = json.dumps(_static_conf(cluster)).encode()
+    conf = json.dumps(make_conf(cluster)).encode()
     outcomes = {}
     for command in ("ADD", "CHECK", "DEL"):
         out = run_plugin(cluster.pair, cluster.env(command, pod), conf, argv=_IMPORTTIME)

@@ -146,13 +146,44 @@ def _pods_added(calls: Path) -> set[str]:
     return {r["env"]["CNI_CONTAINERID"] for r in read_records(calls) if r["command"] == "ADD"}
 
 
-def test_gc_without_stale_attachments_only_sends_gc(cluster: Cluster) -> None:
+@pytest.mark.parametrize("listed", [True, False], ids=["listed", "key-absent"])
+def test_gc_without_stale_attachments_only_sends_gc(cluster: Cluster, listed: bool) -> None:
+    """A request without valid-attachments is read as Go reads every GC: what our caches
+    hold is valid, so nothing is deleted. A stray file in cniDir does not break GC."""
     calls = _recorder_cluster(cluster)
     pod: PodId = cluster.put_pod("default", "only")
     cluster.add(pod, _conf_110(cluster)).check_ok()
+    (cluster.cni_dir / "not a container id").write_text("stray")
     valid = [{"containerID": pod.container_id, "ifname": "eth0"}]
+    extra = {"cni.dev/valid-attachments": valid} if listed else {}
 
-    _run(cluster, "GC", _conf_110(cluster, **{"cni.dev/valid-attachments": valid})).check_ok()
+    _run(cluster, "GC", _conf_110(cluster, **extra)).check_ok()
 
-    assert [r["command"] for r in read_records(calls)] == ["ADD", "GC"]
-    assert len(cluster.cache_files()) == 2
+    records = read_records(calls)
+    assert [r["command"] for r in records] == ["ADD", "GC"]
+    assert json.loads(records[1]["stdin"])["cni.dev/valid-attachments"] == valid
+    assert len(cluster.cache_files()) == 3
+
+
+def test_runtime_config_reaches_the_cluster_network_only(cluster: Cluster) -> None:
+    """NPWG 7.5: the runtime's portMappings go to the cluster network; a secondary network
+    declaring the same capability gets only what the pod's annotation asked for."""
+    calls = _recorder_cluster(cluster)
+    conflist = json.loads(cluster.cluster_file.read_text())
+    conflist["plugins"][0]["capabilities"] = {"portMappings": True}
+    cluster.write_cluster_network(conflist)
+    secondary = recorder_conf(
+        "pm-rec", calls, name="rec-b", cni_version="1.1.0", capabilities={"portMappings": True}
+    )
+    cluster.put_nad("default", "rec-b", secondary)
+    own = {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}
+    asked = {"hostPort": 9090, "containerPort": 90}
+    pod = cluster.put_pod(
+        "default", "pm", {NETWORKS: json.dumps([{"name": "rec-b", "portMappings": [asked]}])}
+    )
+
+    cluster.add(pod, _conf_110(cluster, runtimeConfig={"portMappings": [own]})).check_ok()
+
+    sent = {r["env"]["CNI_IFNAME"]: json.loads(r["stdin"]) for r in read_records(calls)}
+    assert sent["eth0"]["runtimeConfig"] == {"portMappings": [own]}
+    assert sent["net1"]["runtimeConfig"] == {"portMappings": [asked]}

@@ -153,6 +153,7 @@ def test_initial_sync_this_nodes_pods_and_all_nads(api: StandInApiServer, start:
     assert cache.pods.get((NS, "theirs")) is None
     assert cache.get_nad("elsewhere", "other") is not None
     assert lists(api, "/pods")[0]["fieldSelector"] == f"spec.nodeName={NODE}"
+    until(lambda: bool(watches(api, "/pods")))
     assert watches(api, "/pods")[0]["fieldSelector"] == f"spec.nodeName={NODE}"
     assert "fieldSelector" not in lists(api, "network-attachment-definitions")[0]
     assert api.requests("GET", "/pods/mine") == []  # served from the cache
@@ -263,13 +264,25 @@ def test_list_failures_delay_readiness_only(
 def test_rotated_kubeconfig_token(
     api: StandInApiServer, start: Any, kubeconfig: str, tmp_path: Path
 ) -> None:
-    cache = start()
+    base = async_client_factory(kubeconfig, timeout=5)
+    assert base is not None
+    made: list[lightkube.AsyncClient] = []
+
+    def factory() -> lightkube.AsyncClient:
+        made.append(base())
+        return made[-1]
+
+    cache = start(factory=factory)
     api.token = "rotated-token"
     api.write_kubeconfig(kubeconfig)  # the new credentials, as a rotation writes them
     api.restart()  # the watches must come again, with credentials
     api.put_object(pod("after-rotation"))
+    api.put_object(nad("after-rotation"))
     until(lambda: cache.pods.get((NS, "after-rotation")) is not None)
-    assert "401" in cache.stats()["pods"]["last_error"]
+    until(lambda: cache.get_nad(NS, "after-rotation") is not None)
+    assert len(made) == 2  # rebuilt once from the rewritten kubeconfig
+    stats = cache.stats()
+    assert "401" in stats["pods"]["last_error"] + stats["nads"]["last_error"]
 
 
 def test_rotated_service_account_token_file(

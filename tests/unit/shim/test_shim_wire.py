@@ -35,7 +35,7 @@ SHIM_A = GOLDEN / "07-thick-shim-requests"  # Go shim vs a fake daemon
 SHIM_B = GOLDEN / "07-thick-daemon-responses"  # Go shim vs the real Go daemon
 GOLDEN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 ALL_VERSIONS = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
-PROPS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SHIM_FILE = Path(shim.__file__)
 RFC3339 = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(Z|[+-]\d\d:\d\d)"
 
