@@ -1,129 +1,137 @@
 """``pymultus demo``: the README's main job, on a bare Linux host, as root.
 
-It makes a throw-away "host" and "pod" network namespace (the machine's own network is never
-touched), attaches a chained network (bridge + host-local + tuning) to the pod through
-``pymultus.cni``, prints what was attached, tears it down, and proves nothing was left.
+Thick mode in standalone: ``multus-daemon`` runs in a throw-away "host" namespace with NADs
+and pod selections from local files; the demo plays the container runtime and calls the
+installed ``multus-shim`` for two pods (network namespaces). Each pod gets eth0 (a bridge
+cluster network), net1 (macvlan) and net2 (a second bridge); the demo shows what was
+attached, pings from one pod to the other over net1, deletes everything, and proves that
+nothing was left behind.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import secrets
-import shutil
-import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from pymultus.cni import netconf
-from pymultus.cni.chain import CNIConfig, RuntimeConf
-from pymultus.cni.convert import encode_result
-from pymultus.cni.errors import CniError
+from pymultus.cli.demo_lab import NAMESPACE, PLUGIN_DIR, PODS, Lab
 from pymultus.netns import manage
-from pymultus.netns.enter import in_netns
+from pymultus.netns.probe import ping
 
-PLUGIN_DIR = "/usr/lib/cni"
 console = Console()
-
-
-def _conflist(suffix: str, data_dir: str) -> dict[str, Any]:
-    return {
-        "cniVersion": "1.0.0",
-        "name": "demo-net",
-        "plugins": [
-            {
-                "type": "bridge",
-                "bridge": f"pmbr{suffix}",
-                "isGateway": True,
-                "ipMasq": False,
-                "ipam": {
-                    "type": "host-local",
-                    "subnet": "198.18.10.0/24",
-                    "routes": [{"dst": "0.0.0.0/0"}],
-                    "dataDir": data_dir,
-                },
-            },
-            {"type": "tuning", "mtu": 1400, "sysctl": {"net.ipv4.conf.IFNAME.arp_filter": "1"}},
-        ],
-    }
 
 
 def _step(msg: str) -> None:
     console.print(f"[bold cyan]>>[/] {msg}")
 
 
-def _show_pod(pod_ns: str) -> None:
-    table = Table(title=f"interfaces in {pod_ns}")
-    for col in ("interface", "state", "mtu", "mac", "addresses"):
+def _fail(msg: str) -> None:
+    console.print(f"[bold red]!! {msg}[/]")
+
+
+def _show_pod(lab: Lab, pod: str) -> dict[str, str]:
+    """Print the pod's interfaces and network-status; returns ifname -> IPv4 address."""
+    table = Table(title=f"{NAMESPACE}/{pod} (netns {lab.pod_netns(pod)})")
+    for col in ("interface", "state", "mac", "addresses"):
         table.add_column(col)
-    for link in manage.ip_json(pod_ns, "addr", "show"):
-        addrs = ", ".join(f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", []))
-        table.add_row(
-            link["ifname"],
-            link.get("operstate", ""),
-            str(link.get("mtu", "")),
-            link.get("address", ""),
-            addrs,
-        )
+    v4: dict[str, str] = {}
+    for link in manage.ip_json(lab.pod_netns(pod), "addr", "show"):
+        infos = link.get("addr_info", [])
+        for a in infos:
+            if a.get("family") == "inet":
+                v4[link["ifname"]] = a["local"]
+        addrs = ", ".join(f"{a['local']}/{a['prefixlen']}" for a in infos if a["scope"] != "link")
+        table.add_row(link["ifname"], link.get("operstate", ""), link.get("address", ""), addrs)
     console.print(table)
-    routes = manage.ip_json(pod_ns, "route", "show")
-    for r in routes:
-        console.print(f"   route {r.get('dst')} via {r.get('gateway', '-')} dev {r.get('dev')}")
+    record = json.loads(lab.path("status", NAMESPACE, f"{pod}.json").read_text())
+    status = record["annotations"]["k8s.v1.cni.cncf.io/network-status"]
+    console.print(f"[dim]k8s.v1.cni.cncf.io/network-status of {pod}:[/]\n{status}")
+    return v4
 
 
-def _leftovers(names: list[str], work: Path) -> list[str]:
-    left = [f"netns {n}" for n in names if manage.exists(n)]
-    results = work / "cache" / "results"
-    if results.exists():
-        left += [f"cache file {p.name}" for p in results.iterdir()]
-    allocs = work / "ipam" / "demo-net"
-    if allocs.exists():
-        left += [f"host-local allocation {p.name}" for p in allocs.iterdir() if p.name[0].isdigit()]
-    return left
+def _attach(lab: Lab, config: bytes) -> bool:
+    for pod in PODS:
+        started = time.monotonic()
+        out = lab.shim("ADD", pod, config)
+        elapsed = (time.monotonic() - started) * 1000
+        if out.returncode != 0:
+            _fail(f"ADD {pod} failed: {out.stdout.decode()} {out.stderr.decode()}")
+            return False
+        _step(f"ADD {NAMESPACE}/{pod} through multus-shim: eth0, net1, net2 in {elapsed:.0f} ms")
+    return True
+
+
+def _prove_traffic(a: dict[str, str], b: dict[str, str], lab: Lab) -> bool:
+    ok = True
+    for src, dst, addrs in ((PODS[0], PODS[1], b), (PODS[1], PODS[0], a)):
+        target = addrs.get("net1", "")
+        rtt = ping(lab.pod_netns(src), target) if target else None
+        if rtt is None:
+            _fail(f"no echo reply from {dst} net1 {target or '(no address)'}")
+            ok = False
+        else:
+            _step(f"ping {src} -> {dst} over net1 ({target}): reply in {rtt:.2f} ms")
+    return ok
+
+
+def _detach(lab: Lab, config: bytes) -> bool:
+    ok = True
+    for pod in PODS:
+        out = lab.shim("DEL", pod, config)
+        if out.returncode != 0:
+            _fail(f"DEL {pod} failed: {out.stdout.decode()}")
+            ok = False
+        else:
+            _step(f"DEL {NAMESPACE}/{pod}")
+    return ok
+
+
+def _run(lab: Lab) -> bool:
+    _step(f"writing the cluster network, NADs and pod selections under {lab.work}")
+    lab.write_files()
+    _step(f"creating namespaces {lab.host} (node) and one per pod")
+    lab.make_namespaces()
+    _step("starting multus-daemon (thick, standalone) in the node namespace")
+    generated = lab.start_daemon()
+    config = Path(generated).read_bytes()
+    console.print(f"[dim]generated {generated}:[/] {config.decode()}")
+    if not _attach(lab, config):
+        return False
+    a, b = (_show_pod(lab, pod) for pod in PODS)
+    traffic = _prove_traffic(a, b, lab)
+    return _detach(lab, config) and traffic
 
 
 def demo() -> None:
-    """Attach a chained network to a fresh namespace, show it, and tear it all down."""
+    """Two pods with three networks each through multus-daemon and multus-shim."""
     if os.geteuid() != 0:
-        console.print("[red]the demo needs root (network namespaces)[/]")
+        _fail("the demo needs root (network namespaces)")
         raise typer.Exit(2)
-    suffix = secrets.token_hex(3)
-    host_ns, pod_ns = f"pmdemo-host-{suffix}", f"pmdemo-pod-{suffix}"
-    work = Path(tempfile.mkdtemp(prefix="pymultus-demo-"))
+    if not os.path.isfile(os.path.join(PLUGIN_DIR, "macvlan")):
+        _fail(f"no CNI plugins in {PLUGIN_DIR}: apt-get install containernetworking-plugins")
+        raise typer.Exit(2)
     started = time.monotonic()
+    lab = Lab()
+    ok = False
     try:
-        _step(f"creating namespaces {host_ns} (host side) and {pod_ns} (the pod)")
-        manage.create(host_ns)
-        pod_path = manage.create(pod_ns)
-        raw = json.dumps(_conflist(suffix, str(work / "ipam")), indent=2).encode()
-        net = netconf.conflist_from_bytes(raw)
-        cni = CNIConfig([PLUGIN_DIR], cache_dir=str(work / "cache"))
-        rt = RuntimeConf(container_id=f"demo-{suffix}", netns=pod_path, ifname="eth0")
-        _step("ADD demo-net (bridge + host-local + tuning) through pymultus.cni")
-        with in_netns(host_ns):
-            result = cni.add_network_list(net, rt)
-        console.print(encode_result(result, indent=True).decode())
-        _show_pod(pod_ns)
-        _step("DEL demo-net")
-        with in_netns(host_ns):
-            cni.del_network_list(net, rt)
-    except CniError as err:
-        console.print(f"[red]CNI error {err.error_code}: {err}[/]")
-        raise typer.Exit(1) from None
+        ok = _run(lab)
+    except Exception as exc:  # the demo's boundary: say what broke, then clean up
+        _fail(f"{type(exc).__name__}: {exc}")
+        console.print(lab.tail("daemon.log"))
     finally:
-        manage.delete(pod_ns)
-        manage.delete(host_ns)
-        left = _leftovers([host_ns, pod_ns], work)
-        shutil.rmtree(work, ignore_errors=True)
+        _step("stopping the daemon, deleting the namespaces and files")
+        left = lab.destroy()
     if left:
-        console.print(f"[red]left behind: {', '.join(left)}[/]")
+        _fail("left behind: " + ", ".join(left))
+        raise typer.Exit(1)
+    if not ok:
         raise typer.Exit(1)
     console.print(
-        f"[green]done in {time.monotonic() - started:.1f}s: no namespace, link, cache file or "
-        "allocation left behind[/]"
+        f"[bold green]done in {time.monotonic() - started:.1f} s: nothing was left behind "
+        "(no namespace, link, process, cache, status or allocation)[/]"
     )

@@ -71,6 +71,15 @@ class DaemonConf(msgspec.Struct, frozen=True, kw_only=True):
     auxiliary_cni_chain_name: str = ""
     cluster_network: str = ""
     type: str = "multus-shim"
+    # pymultus's own keys. Standalone mode (no Kubernetes): where NAD manifests, pod files
+    # and network-status files live ("" = /etc/pymultus/nads, /etc/pymultus/pods,
+    # /var/lib/pymultus/status). ``maxDelegateProcesses``: delegate plugins running at once
+    # (None = 2 per CPU, at least 8), the cap that keeps a node-reboot burst from exhausting
+    # the daemon's memory (Go Multus issues #1346, #1416).
+    nad_dir: str = ""
+    pod_dir: str = ""
+    status_dir: str = ""
+    max_delegate_processes: int | None = None
 
     @property
     def auto(self) -> bool:
@@ -111,6 +120,10 @@ def parse_daemon_conf(data: bytes) -> DaemonConf:
         auxiliary_cni_chain_name=typed_field(obj, "auxiliaryCNIChainName", str, ""),
         cluster_network=typed_field(obj, "clusterNetwork", str, ""),
         type=typed_field(obj, "type", str, "") or "multus-shim",
+        nad_dir=typed_field(obj, "nadDir", str, ""),
+        pod_dir=typed_field(obj, "podDir", str, ""),
+        status_dir=typed_field(obj, "statusDir", str, ""),
+        max_delegate_processes=_ranged(obj, "maxDelegateProcesses", 1, None),
     )
 
 

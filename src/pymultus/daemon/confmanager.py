@@ -56,22 +56,10 @@ OUTPUT_MODE = 0o600
 COPY_MODE = 0o644
 PRIMARY_EXTENSIONS = (".conf", ".conflist")
 
-# inotify(7)
-_IN_MODIFY, _IN_CLOSE_WRITE, _IN_MOVED_FROM, _IN_MOVED_TO = 0x2, 0x8, 0x40, 0x80
-_IN_CREATE, _IN_DELETE, _IN_DELETE_SELF, _IN_MOVE_SELF = 0x100, 0x200, 0x400, 0x800
-_IN_IGNORED, _IN_ONLYDIR = 0x8000, 0x1000000
-_IN_NONBLOCK, _IN_CLOEXEC = os.O_NONBLOCK, os.O_CLOEXEC
-_DIR_MASK = (
-    _IN_MODIFY
-    | _IN_CLOSE_WRITE
-    | _IN_MOVED_FROM
-    | _IN_MOVED_TO
-    | _IN_CREATE
-    | _IN_DELETE
-    | _IN_DELETE_SELF
-    | _IN_MOVE_SELF
-    | _IN_ONLYDIR
-)
+# inotify(7): what a directory watch reports (modify, close-write, moved from/to, create,
+# delete), the watched directory going away (delete-self, move-self, ignored), only-dir.
+_DIR_MASK = 0x2 | 0x8 | 0x40 | 0x80 | 0x100 | 0x200 | 0x400 | 0x800 | 0x1000000
+_WATCH_GONE = 0x400 | 0x800 | 0x8000
 _EVENT = struct.Struct("iIII")
 
 
@@ -393,7 +381,7 @@ class _Inotify:
         """Watches on ``dirs``, or None (the caller polls) when inotify cannot be had."""
         try:
             libc = cls._load()
-            fd = libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
+            fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
             if fd < 0:
                 raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
         except (OSError, AttributeError) as e:
@@ -417,7 +405,7 @@ class _Inotify:
 
     def _readable(self) -> None:
         for mask in self._masks():
-            if mask & (_IN_IGNORED | _IN_DELETE_SELF | _IN_MOVE_SELF):
+            if mask & _WATCH_GONE:
                 self._lost = True
         self._wake.set()
 

@@ -43,8 +43,10 @@ from pymultus.config.multus import DEFAULT_BIN_DIR, MultusConf, parse_multus_con
 from pymultus.core import dispatch
 from pymultus.core.deps import Deps
 from pymultus.core.request import Request
+from pymultus.core.standalone import run_standalone
 from pymultus.daemon import logs
 from pymultus.daemon.server import TEXT, HttpRequest, HttpResponse
+from pymultus.k8s.files import DEFAULT_NAD_DIR, DEFAULT_POD_DIR, DEFAULT_STATE_DIR
 from pymultus.protocol import wire
 
 log = logging.getLogger(__name__)
@@ -185,8 +187,22 @@ class CniHandler:
         """The whole call, in a worker thread."""
         req = Request.build(*self.parse(body.env, body.config))
         require_pod(req)
-        result = dispatch.run(req, self.backend.deps)
+        result = self.dispatch(req)
         return add_response(result) if result is not None else HttpResponse(200)
+
+    def dispatch(self, req: Request) -> AnyResult | None:
+        """The core, with standalone sources (files, the runtime's pod annotations) when the
+        daemon has no Kubernetes."""
+        deps = self.backend.deps
+        if deps.has_kubernetes:
+            return dispatch.run(req, deps)
+        return run_standalone(
+            req,
+            nad_dir=self.daemon.nad_dir or DEFAULT_NAD_DIR,
+            pod_dir=self.daemon.pod_dir or DEFAULT_POD_DIR,
+            state_dir=self.daemon.status_dir or DEFAULT_STATE_DIR,
+            base=deps,
+        )
 
     def parse(self, env: Mapping[str, str], config: bytes) -> tuple[CmdArgs, MultusConf]:
         """The env checked as skel does, then the overlaid config (cached by its bytes)."""

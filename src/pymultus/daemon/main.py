@@ -38,13 +38,12 @@ from pymultus import __version__
 from pymultus.cni.errors import CniError, IOFailure
 from pymultus.cni.invoke import Executor, SubprocessExecutor
 from pymultus.config.daemon import DEFAULT_CONFIG_PATH, DaemonConf, parse_daemon_conf
-from pymultus.config.logging import typed_field
 from pymultus.core.deps import Deps
 from pymultus.daemon import logs
 from pymultus.daemon.cache import WatchCache
 from pymultus.daemon.confmanager import ConfigManager, wait_for_file
 from pymultus.daemon.delegate_api import DelegateHandler
-from pymultus.daemon.executor import DEFAULT_DELEGATE_LIMIT, LIMIT_KEY, LimitedExecutor
+from pymultus.daemon.executor import DEFAULT_DELEGATE_LIMIT, LimitedExecutor
 from pymultus.daemon.handler import Backend, CniHandler
 from pymultus.daemon.metrics import Metrics
 from pymultus.daemon.server import Health, HttpServer, daemon_routes, metrics_routes
@@ -240,7 +239,7 @@ def load_daemon_conf(path: str) -> DaemonConf:
 def build_daemon(conf: DaemonConf, kubeconfig: str | None) -> tuple[Daemon, WatchCache | None]:
     """The daemon with its executor (capped, measured) and pod/NAD sources."""
     metrics = Metrics()
-    limit = typed_field(conf.raw_map, LIMIT_KEY, int, DEFAULT_DELEGATE_LIMIT)
+    limit = conf.max_delegate_processes or DEFAULT_DELEGATE_LIMIT
     executor = LimitedExecutor(
         SubprocessExecutor(root=conf.chroot_dir), limit=limit, metrics=metrics
     )
