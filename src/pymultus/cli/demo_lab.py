@@ -77,7 +77,7 @@ class Lab:
                     "ipMasq": False,
                     "ipam": {
                         **_host_local("198.18.40.0/24", ipam),
-                        "routes": [{"dst": "0.0.0.0/0"}],
+                        "routes": [{"dst": "0.0.0.0/0", "gw": "198.18.40.1"}],
                     },
                 }
             ],

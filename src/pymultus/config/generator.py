@@ -27,6 +27,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import msgspec
+
 from pymultus.cni import gojson
 from pymultus.cni.errors import IncompatibleVersionError, InvalidConfigError
 from pymultus.cni.netconf import decode_object, go_field, remarshal
@@ -221,3 +223,85 @@ def _semver(text: str) -> tuple[int, int, int, int] | None:
     if match is None:
         return None
     return (int(match[1]), int(match[2]), int(match[3]), 0 if match[4] else 1)
+
+
+# ---------------------------------------------------------------- the thin plugin's config
+
+
+def generate_thin_config(
+    primary: bytes,
+    *,
+    primary_path: str,
+    kubeconfig: str,
+    cni_version: str = "",
+    log_level: str = "",
+    log_file: str = "",
+    log_to_stderr: bool = True,
+    namespace_isolation: bool = False,
+    global_namespaces: str = "",
+    readiness_indicator_file: str = "",
+    bin_dir: str = "",
+) -> tuple[str, bytes]:
+    """The thin plugin's config and its file name, as Go's thin entrypoint writes them
+    (behaviour §3.4): ``00-multus.conf`` below CNI 1.0.0, else ``00-multus.conflist`` whose
+    single plugin is ``type: multus``; the primary config goes into ``delegates``.
+
+    Keys in Go's order: cniVersion, name, type, then only when set capabilities (copied as
+    they are, false ones included), namespaceIsolation, globalNamespaces, logToStderr (only
+    when false), logLevel, logFile, binDir, readinessindicatorfile, then kubeconfig and
+    delegates. 2-space indentation.
+    """
+    obj = primary_object(primary, primary_path)
+    version = cni_version or str(obj.get("cniVersion", "")) or "1.0.0"
+    check_version_compatibility(version, obj, primary_path)
+    plugin: dict[str, Any] = {"type": "multus"}
+    caps = _primary_capabilities(obj)
+    optional: tuple[tuple[str, Any], ...] = (
+        ("capabilities", caps),
+        ("namespaceIsolation", namespace_isolation or None),
+        ("globalNamespaces", global_namespaces),
+        ("logToStderr", False if not log_to_stderr else None),
+        ("logLevel", log_level),
+        ("logFile", log_file),
+        ("binDir", bin_dir),
+        ("readinessindicatorfile", readiness_indicator_file),
+    )
+    plugin.update((k, v) for k, v in optional if v not in (None, "", {}))
+    plugin["kubeconfig"] = kubeconfig
+    plugin["delegates"] = [obj]
+    head = {"cniVersion": version, "name": DEFAULT_NETWORK_NAME}
+    if (_semver(version) or (0, 0, 0, 0)) >= (1, 0, 0, 0):
+        body: dict[str, Any] = {**head, "plugins": [plugin]}
+        name = "00-multus.conflist"
+    else:
+        body = {**head, **plugin}
+        name = MULTUS_CONFIG_FILE
+    text = msgspec.json.format(msgspec.json.encode(body), indent=2)
+    return name, gojson.html_escape(text) + b"\n"
+
+
+def _primary_capabilities(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """Capabilities of the primary as they are (the thin generator keeps false ones)."""
+    caps: dict[str, Any] = {}
+    plugins = obj.get("plugins")
+    sources = plugins if isinstance(plugins, list) else [obj]
+    for conf in sources:
+        if isinstance(conf, dict) and isinstance(conf.get("capabilities"), dict):
+            caps.update(conf["capabilities"])
+    return caps
+
+
+def service_account_kubeconfig(server: str, token: str, ca_data: bytes) -> bytes:
+    """The kubeconfig the thin plugin reads (Go's thin entrypoint writes the same shape: user
+    ``multus``, context ``multus-context``), from the pod's service account."""
+    import base64  # noqa: PLC0415 - only the thin entrypoint needs it
+
+    ca = base64.b64encode(ca_data).decode()
+    return (
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n"
+        f"    server: {server}\n    certificate-authority-data: {ca}\n"
+        "users:\n- name: multus\n  user:\n"
+        f"    token: {token}\n"
+        "contexts:\n- name: multus-context\n  context:\n    cluster: local\n    user: multus\n"
+        "current-context: multus-context\n"
+    ).encode()

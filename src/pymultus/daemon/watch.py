@@ -15,11 +15,13 @@ What happens when things go wrong, the way client-go's reflector does it:
   again from the last ``resourceVersion`` seen: no re-list;
 - ``410 Gone`` / ``Expired`` (the version was compacted away) re-lists at once;
 - no connection, 5xx, 429: the same step is retried after an exponential backoff with
-  jitter (0.8 s doubling up to 30 s, client-go's numbers), reset by the next success, so an
-  API server that restarts is followed again within one backoff step of its return;
-- ``401``: the client is rebuilt from the factory, which re-reads the kubeconfig (rotated
-  per-node certificates, a rewritten token). In-cluster service-account tokens need no
-  rebuild: lightkube's ``BearerTokenFileAuth`` already re-reads the token file on a 401,
+  jitter (0.8 s doubling up to 30 s, client-go's numbers); a failure after progress (a
+  list, an event) or after a healthy while starts again at 0.8 s, so an API server that
+  restarts is followed again within one short backoff step of its return;
+- ``401``: the shared client is rebuilt from the factory, which re-reads the kubeconfig
+  (rotated per-node certificates, a rewritten token); the other reflector, whose stream the
+  rebuild cut, goes again at once. In-cluster service-account tokens need no rebuild:
+  lightkube's ``BearerTokenFileAuth`` (lightkube >= 1.0) re-reads the token file on a 401,
   like client-go's ``tokenFileAuth`` (Go Multus issue #852).
 
 Watches ask for no bookmarks (lightkube's ``watch`` has no parameter for them), so an idle

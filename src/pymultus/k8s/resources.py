@@ -79,3 +79,19 @@ def _register_nad() -> None:
 
 
 _register_nad()
+
+
+#: Every (apiGroup, resource, verb) pymultus's code uses: the ClusterRole in deploy/rbac.yaml
+#: grants exactly these (a test compares them with the calls in the code and with the role).
+REQUIRED_API_ACCESS: frozenset[tuple[str, str, str]] = frozenset(
+    {
+        ("", "pods", "get"),
+        ("", "pods", "list"),
+        ("", "pods", "watch"),
+        ("", "pods/status", "update"),
+        ("", "events", "create"),
+        ("k8s.cni.cncf.io", "network-attachment-definitions", "get"),
+        ("k8s.cni.cncf.io", "network-attachment-definitions", "list"),
+        ("k8s.cni.cncf.io", "network-attachment-definitions", "watch"),
+    }
+)
