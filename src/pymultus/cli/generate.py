@@ -27,7 +27,7 @@ from pymultus.config.generator import (
     generate_thin_config,
     service_account_kubeconfig,
 )
-from pymultus.daemon.confmanager import find_primary, write_atomic
+from pymultus.daemon.confmanager import find_primary, write_if_changed
 
 console = Console(stderr=True)
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -58,7 +58,7 @@ def _kubeconfig(conf_dir: str) -> bytes | None:
         return None
     server = f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
     data = service_account_kubeconfig(server, token_file.read_text().strip(), ca_file.read_bytes())
-    write_atomic(os.path.join(conf_dir, "multus.d", "multus.kubeconfig"), data, 0o600)
+    write_if_changed(os.path.join(conf_dir, "multus.d", "multus.kubeconfig"), data, 0o600)
     return data
 
 
@@ -72,7 +72,7 @@ def _thin_once(autoconfig_dir: str, conf_dir: str, kubeconfig_host: str, version
         kubeconfig=kubeconfig_host,
         cni_version=version,
     )
-    write_atomic(os.path.join(conf_dir, name), data, 0o600)
+    write_if_changed(os.path.join(conf_dir, name), data, 0o600)
     return hashlib.sha256(Path(primary).read_bytes() + kube).hexdigest()
 
 

@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
+from pymultus.cni.atomic import write_atomic
 from pymultus.cni.convert import AnyResult, encode_result, parse_result
 from pymultus.cni.errors import DecodeError, InvalidConfigError, IOFailure
 from pymultus.cni.netconf import go_field, remarshal
@@ -201,22 +200,9 @@ def write(cache_dir: str, entry: CacheEntry, *, sort_keys: bool = False) -> str:
     directory = os.path.dirname(path)
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
     except OSError as exc:
-        raise IOFailure(
-            f"cannot create cache file in {directory}: {exc.strerror}", path=path
-        ) from exc
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(encode(entry, sort_keys=sort_keys))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise IOFailure(f"cannot write cache file {path}: {exc.strerror}", path=path) from exc
+        raise IOFailure(f"cannot create {directory}: {exc.strerror}", path=path) from exc
+    write_atomic(path, encode(entry, sort_keys=sort_keys))
     return path
 
 

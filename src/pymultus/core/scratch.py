@@ -22,16 +22,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import ipaddress
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
 
 from pymultus.cni import gojson
+from pymultus.cni.atomic import write_atomic
 from pymultus.cni.env import validate_container_id
 from pymultus.cni.errors import DecodeError, InvalidConfigError, IOFailure
 from pymultus.cni.netconf import decode_object, go_field, remarshal
@@ -231,39 +230,15 @@ def cache_path(cni_dir: str, container_id: str) -> str:
 
 
 def save(cni_dir: str, container_id: str, delegates: Sequence[Delegate]) -> None:
-    """Write the cache atomically: a reader sees the old file or the whole new one, never a
-    torn one (temp file, fsync, rename, fsync of the directory). File 0600, directory 0700
-    when created (the configs may hold credentials)."""
+    """Write the cache atomically (``cni.atomic``): a reader sees the old file or the whole
+    new one, never a torn one. File 0600, directory 0700 when created (configs may hold
+    credentials)."""
     path = cache_path(cni_dir, container_id)
-    data = encode_delegates(delegates)
     try:
         os.makedirs(cni_dir, mode=0o700, exist_ok=True)
-        _write_atomic(path, data)
     except OSError as exc:
-        raise IOFailure(
-            f"cannot write delegate cache {path}: {exc.strerror or exc}", path=path
-        ) from exc
-
-
-def _write_atomic(path: str, data: bytes) -> None:
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        raise IOFailure(f"cannot create {cni_dir}: {exc.strerror or exc}", path=path) from exc
+    write_atomic(path, encode_delegates(delegates))
 
 
 def load(cni_dir: str, container_id: str) -> list[Delegate] | None:

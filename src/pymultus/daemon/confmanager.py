@@ -33,11 +33,11 @@ import ctypes.util
 import logging
 import os
 import struct
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pymultus.cni.atomic import write_atomic
 from pymultus.cni.errors import CniError, InvalidConfigError, IOFailure
 from pymultus.config.daemon import DaemonConf
 from pymultus.config.generator import (
@@ -90,39 +90,16 @@ def find_primary(directory: str) -> str | None:
     return None
 
 
-def write_atomic(path: str, data: bytes, mode: int) -> bool:
-    """Replace ``path`` by ``data`` all at once (a reader never sees half a file); False
-    when it already held exactly that with that mode. Raises ``IOFailure``."""
+def write_if_changed(path: str, data: bytes, mode: int) -> bool:
+    """Replace ``path`` by ``data`` atomically and durably; False (nothing written) when it
+    already held exactly that with that mode. Raises ``IOFailure``."""
     with contextlib.suppress(OSError):
         st = os.stat(path)
         if st.st_mode & 0o777 == mode and st.st_size == len(data):
             with open(path, "rb") as current:
                 if current.read() == data:
                     return False
-    directory = os.path.dirname(path) or "."
-    try:
-        # A dot name ending in .tmp: runtimes load only *.conf/*.conflist/*.json.
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory
-        )
-        try:
-            with os.fdopen(fd, "wb") as out:
-                os.fchmod(out.fileno(), mode)
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError as e:
-        raise IOFailure(f"cannot write {path}: {e.strerror or e}", path=path) from e
+    write_atomic(path, data, mode=mode, durable=True)
     return True
 
 
@@ -271,7 +248,8 @@ class ConfigManager:
             mode = os.stat(path).st_mode & 0o777  # keep the primary's own mode, as Go does
         except OSError as e:
             raise IOFailure(f"cannot stat {path}: {e.strerror}", path=path) from e
-        write_atomic(path, forced_primary(data, self._conf.cni_version, path), mode)
+        forced = forced_primary(data, self._conf.cni_version, path)
+        write_atomic(path, forced, mode=mode, durable=True)
         log.info("forceCNIVersion: set cniVersion %s in %s", self._conf.cni_version, path)
 
     def _regenerate(self, primary: bytes, *, strict: bool) -> None:
@@ -281,7 +259,7 @@ class ConfigManager:
         self._seen = primary
         try:
             data = generate_shim_config(primary, self._conf, primary_path=self.primary_path)
-            changed = write_atomic(self.output_path, data, OUTPUT_MODE)
+            changed = write_if_changed(self.output_path, data, OUTPUT_MODE)
         except CniError as e:
             if strict:
                 raise
@@ -295,7 +273,7 @@ class ConfigManager:
         source = os.path.abspath(self._conf.multus_config_file)
         if os.path.normpath(source) == os.path.normpath(self.output_path):
             return
-        write_atomic(self.output_path, _read(source), COPY_MODE)
+        write_if_changed(self.output_path, _read(source), COPY_MODE)
         log.info("copied %s to %s", source, self.output_path)
 
     def _reconcile(self) -> bool:

@@ -101,7 +101,7 @@ def build_deps(conf: DaemonConf, *, kubeconfig: str | None, executor: Executor) 
     api = KubeApi(client)
     deps.status, deps.events = ApiStatus(api), ApiEvents(api)
     node = os.environ.get(NODE_NAME_ENV, "")
-    factory = async_client_factory(kubeconfig) if node else None
+    factory = async_client_factory(kubeconfig, config=client.config) if node else None
     if factory is None:
         log.error("%s is not set: no watch cache, every lookup asks the API", NODE_NAME_ENV)
         deps.pods, deps.nads = ApiPods(api), ApiNads(api)
@@ -117,7 +117,8 @@ class Daemon:
 
     Usable in-process (tests): ``await start()``, then ``await shutdown()``. ``on_ready``
     hooks run once the socket serves (the config manager writes ``00-multus.conf`` there);
-    ``on_shutdown`` hooks run after the listener closed (and delete it again).
+    ``on_shutdown`` hooks run after the listener closed (they stop the config manager, which
+    keeps the file: only an explicit uninstall removes it).
     """
 
     conf: DaemonConf

@@ -15,8 +15,8 @@ documents share a name, ``<name>.yaml`` (the fast path) wins, then the first fil
 Parsed files are cached by path and (mtime, size, inode, ctime), so repeated lookups in a
 long-lived process re-parse a file only after it changed; a broken file is cached as broken too.
 
-Status files are written atomically (temporary file, fsync, rename) in the shape a pod's status
-would carry the annotation::
+Status files are written atomically (``cni.atomic``: temporary file, rename) in the shape a
+pod's status would carry the annotation::
 
     {"namespace": "ns", "name": "pod", "uid": "…", "containerID": "<sandbox id>",
      "annotations": {"k8s.v1.cni.cncf.io/network-status": "[{…}]"}}
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ import msgspec
 import yaml
 
 from pymultus.cni import gojson
+from pymultus.cni.atomic import write_atomic
 from pymultus.cni.errors import CniError, DecodeError, InvalidConfigError, IOFailure, rebuild
 from pymultus.k8s.objects import RESOURCE_NAME_ANNOTATION, STATUS_ANNOTATION, Nad, Pod
 from pymultus.k8s.refs import PodRef
@@ -326,20 +326,9 @@ def write_record(root: str, record: StatusRecord) -> str:
     data = gojson.marshal_indent(msgspec.to_builtins(record)) + b"\n"
     try:
         os.makedirs(directory, mode=0o755, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{record.name}.", suffix=".tmp")
     except OSError as exc:
         raise IOFailure(f"cannot write {path}: {exc.strerror}", path=path) from exc
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise IOFailure(f"cannot write {path}: {exc.strerror}", path=path) from exc
+    write_atomic(path, data, mode=0o644)
     return path
 
 

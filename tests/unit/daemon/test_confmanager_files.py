@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pymultus.cni.errors import IOFailure
-from pymultus.daemon.confmanager import find_primary, write_atomic
+from pymultus.daemon.confmanager import find_primary, write_if_changed
 
 
 @pytest.mark.parametrize(
@@ -38,16 +38,16 @@ def test_find_primary_skips_directories_and_missing_dirs(tmp_path: Path) -> None
 
 def test_write_atomic_writes_mode_and_skips_identical(tmp_path: Path) -> None:
     path = tmp_path / "00-multus.conf"
-    assert write_atomic(str(path), b"one", 0o600) is True
+    assert write_if_changed(str(path), b"one", 0o600) is True
     assert path.read_bytes() == b"one"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     inode = path.stat().st_ino
-    assert write_atomic(str(path), b"one", 0o600) is False
+    assert write_if_changed(str(path), b"one", 0o600) is False
     assert path.stat().st_ino == inode  # left alone
     path.chmod(0o644)
-    assert write_atomic(str(path), b"one", 0o600) is True  # a wrong mode is fixed
+    assert write_if_changed(str(path), b"one", 0o600) is True  # a wrong mode is fixed
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert write_atomic(str(path), b"two", 0o600) is True
+    assert write_if_changed(str(path), b"two", 0o600) is True
     assert path.read_bytes() == b"two"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["00-multus.conf"]
 
@@ -55,6 +55,6 @@ def test_write_atomic_writes_mode_and_skips_identical(tmp_path: Path) -> None:
 def test_write_atomic_failure_is_an_io_error_naming_the_path(tmp_path: Path) -> None:
     target = tmp_path / "missing-dir" / "00-multus.conf"
     with pytest.raises(IOFailure) as err:
-        write_atomic(str(target), b"x", 0o600)
+        write_if_changed(str(target), b"x", 0o600)
     assert err.value.path == str(target)
     assert err.value.code == 5

@@ -1,0 +1,108 @@
+"""Throughput under load: ``pods`` pods, each with two extra networks, ``parallel`` at a time.
+
+The runtime's view of a node filling up: all sandboxes (network namespaces) exist, then ADDs
+are started, at most ``parallel`` at once; the makespan is from the first ADD's start to the
+last one's end. The DELs then go the same way, and the namespaces are deleted. Every ADD and
+DEL that fails counts as an error; the rest give per-pod latencies.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from bench.modes import MODES, Call, run_call
+from bench.stats import Summary
+from bench.world import PodId, World
+
+LOAD_NETWORKS = 2
+CACHE_SETTLE = 1.0  # seconds for the daemon's watch to deliver the pods just created
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    mode: str
+    pods: int
+    parallel: int
+    add_makespan_s: float
+    del_makespan_s: float
+    add: Summary
+    delete: Summary
+    add_errors: int
+    del_errors: int
+    first_error: str
+
+    @property
+    def pods_per_s(self) -> float:
+        return self.pods / self.add_makespan_s if self.add_makespan_s else 0.0
+
+    @property
+    def del_pods_per_s(self) -> float:
+        return self.pods / self.del_makespan_s if self.del_makespan_s else 0.0
+
+    @property
+    def errors(self) -> int:
+        return self.add_errors + self.del_errors
+
+
+def run_load(
+    world: World,
+    sizes: Sequence[int],
+    parallels: Sequence[int],
+    *,
+    modes: Sequence[str] = MODES,
+    progress: Callable[[str], None] = print,
+) -> list[LoadResult]:
+    """Every (parallel, pods) case for every mode; modes interleaved case by case."""
+    cases = [(p, n) for p in parallels for n in sizes]
+    pods = {(m, p, n): [world.new_pod(LOAD_NETWORKS, "load") for _ in range(n)] for m in modes for p, n in cases}
+    time.sleep(CACHE_SETTLE)
+    results = []
+    for parallel, size in cases:
+        for mode in modes:
+            result = _one_case(world, mode, pods[(mode, parallel, size)], parallel)
+            results.append(result)
+            progress(
+                f"  load {mode:6} {size:3} pods x {parallel:2}: {result.pods_per_s:5.1f} pods/s, "
+                f"p99 {result.add.p99:6.0f} ms, errors {result.errors}"
+            )
+    return results
+
+
+def _one_case(world: World, mode: str, pods: list[PodId], parallel: int) -> LoadResult:
+    for pod in pods:
+        world.make_netns(pod)
+    try:
+        adds, add_span = _wave(world, mode, "ADD", pods, parallel)
+        dels, del_span = _wave(world, mode, "DEL", pods, parallel)
+    finally:
+        for pod in pods:
+            world.delete_netns(pod.netns)
+    failed = [c for c in adds + dels if not c.ok]
+    return LoadResult(
+        mode=mode,
+        pods=len(pods),
+        parallel=parallel,
+        add_makespan_s=add_span,
+        del_makespan_s=del_span,
+        add=Summary.of([c.ms for c in adds if c.ok]),
+        delete=Summary.of([c.ms for c in dels if c.ok]),
+        add_errors=sum(not c.ok for c in adds),
+        del_errors=sum(not c.ok for c in dels),
+        first_error=failed[0].detail[:300] if failed else "",
+    )
+
+
+def _wave(
+    world: World, mode: str, command: str, pods: list[PodId], parallel: int
+) -> tuple[list[Call], float]:
+    """Run ``command`` for every pod, ``parallel`` at a time; (calls, makespan in seconds).
+
+    The pool's threads are started by this thread, so they are in the host namespace too.
+    """
+    start = time.monotonic()
+    with ThreadPoolExecutor(parallel, thread_name_prefix=f"bench-{mode}") as pool:
+        calls = list(pool.map(lambda pod: run_call(world, mode, command, pod), pods))
+    return calls, time.monotonic() - start
