@@ -57,7 +57,11 @@ def run_load(
 ) -> list[LoadResult]:
     """Every (parallel, pods) case for every mode; modes interleaved case by case."""
     cases = [(p, n) for p in parallels for n in sizes]
-    pods = {(m, p, n): [world.new_pod(LOAD_NETWORKS, "load") for _ in range(n)] for m in modes for p, n in cases}
+    pods = {
+        (m, p, n): [world.new_pod(LOAD_NETWORKS, "load") for _ in range(n)]
+        for m in modes
+        for p, n in cases
+    }
     time.sleep(CACHE_SETTLE)
     results = []
     for parallel, size in cases:

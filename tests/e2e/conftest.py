@@ -1,0 +1,125 @@
+"""End-to-end tests: containerd 1.6's CRI drives pymultus in thick mode, as kubelet does.
+
+One containerd (and one multus-daemon) serves the whole session; it starts in about 2 s. What
+is missing is installed first: the Debian packages ``containerd runc busybox-static`` (as root,
+with apt) and the PyPI package ``container-runtime-interface-api`` (into this venv). Like the
+integration tests these are never skipped: without root the session fails saying so.
+
+Each test gets the ``node`` fixture; at its end every sandbox still there is stopped and
+removed through the CRI (a test that failed half-way leaves none), and then the test fails if
+anything is left: a link, a netns, an IP allocation, a cache or status file, a NAT rule, a
+process. At the end of the session containerd, its shims and pause processes are stopped by
+PID, its mounts unmounted and every directory removed, also when tests failed.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+APT_PACKAGES = ("containerd", "runc", "busybox-static")
+CRI_PACKAGE = "container-runtime-interface-api"
+CRI_VERSION = "2.0.1"
+
+
+def _ensure_cri_package() -> None:
+    """The CRI stubs must be importable before the test modules are (they import them)."""
+    try:
+        importlib.metadata.version(CRI_PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        pin = f"{CRI_PACKAGE}=={CRI_VERSION}"
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", pin], check=True)
+
+
+_ensure_cri_package()
+
+from tests.e2e.containerd import cni_config_loaded  # noqa: E402
+from tests.e2e.node import Node  # noqa: E402
+from tests.support.cri import CriClient  # noqa: E402
+
+
+def _ensure_apt_packages() -> None:
+    if os.geteuid() != 0:
+        pytest.fail(
+            "e2e tests need root (containerd, network namespaces): run them as root, or run "
+            "`make test-unit`.",
+            pytrace=False,
+        )
+    if subprocess.run(["dpkg", "-s", *APT_PACKAGES], capture_output=True).returncode == 0:
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for argv in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *APT_PACKAGES],
+    ):
+        done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+        if done.returncode != 0:
+            pytest.fail(f"{' '.join(argv)} failed:\n{done.stdout}\n{done.stderr}", pytrace=False)
+
+
+def _wait_for_multus_config(cri: CriClient, timeout: float = 20.0) -> None:
+    """containerd watches conf_dir; wait until it took the generated 00-multus.conf."""
+    deadline = time.monotonic() + timeout
+    while (loaded := cni_config_loaded(cri)) != "multus-shim":
+        if time.monotonic() > deadline:
+            pytest.fail(f"containerd loaded {loaded!r}, not multus-shim", pytrace=False)
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def e2e_node() -> Iterator[Node]:
+    """The session's node: host netns, files, multus-daemon (standalone) and containerd."""
+    _ensure_apt_packages()
+    node = Node()
+    try:
+        node.setup()
+        node.start_daemon()  # writes 00-multus.conf before containerd looks at conf_dir
+        node.start_containerd()
+        with CriClient(node.containerd.socket) as cri:  # type: ignore[union-attr]
+            _wait_for_multus_config(cri)
+        yield node
+    finally:
+        problems = node.destroy()
+        if problems:
+            print(f"e2e teardown left: {problems}; kept {node.work}", file=sys.stderr)
+
+
+@pytest.fixture(scope="session")
+def cri(e2e_node: Node) -> Iterator[CriClient]:
+    assert e2e_node.containerd is not None
+    with CriClient(e2e_node.containerd.socket) as client:
+        yield client
+
+
+def remove_all_sandboxes(cri: CriClient) -> list[str]:
+    """Stop and remove every sandbox, as kubelet does for deleted pods; returns failures."""
+    failures = []
+    for sandbox in cri.list_pod_sandboxes():
+        try:
+            cri.teardown(sandbox)
+        except Exception as exc:
+            failures.append(f"{sandbox[:12]}: {exc}")
+    return failures
+
+
+@pytest.fixture
+def node(e2e_node: Node, cri: CriClient) -> Iterator[Node]:
+    """The node, checked clean after the test (sandboxes the test left are removed first)."""
+    if e2e_node.daemon is None or e2e_node.daemon.poll() is not None:
+        e2e_node.start_daemon(e2e_node.daemon_kubeconfig)
+    yield e2e_node
+    failures = remove_all_sandboxes(cri)
+    left = e2e_node.leftovers()
+    if failures or left:
+        e2e_node.scrub()  # so the next test starts clean and only this one fails
+        pytest.fail(
+            f"sandbox removal failed: {failures}\nleft behind: {left}\n"
+            f"daemon log:\n{e2e_node.tail('daemon.log')}",
+            pytrace=False,
+        )
