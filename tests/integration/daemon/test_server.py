@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 
 import pytest
 from tests.support.apiserver import StandInApiServer
+from tests.support.golden import find_golden_dir
 from tests.support.netns import NetnsPair
 from tests.support.plugins import install_recorder, read_records, recorder_conf
 
@@ -41,7 +42,7 @@ from pymultus.k8s.refs import PodRef
 from pymultus.protocol import wire
 
 T = TypeVar("T")
-GOLDEN = Path(os.environ.get("PYMULTUS_GOLDEN", "/work/shared/reference/golden"))
+GOLDEN = find_golden_dir() or Path("/nonexistent-golden")
 POD_ARGS = "IgnoreUnknown=1;K8S_POD_NAMESPACE=ns1;K8S_POD_NAME=web-0;K8S_POD_UID=u-1"
 DAEMON_EXE = Path(sys.executable).with_name("multus-daemon")
 
@@ -336,8 +337,7 @@ def test_go_shim_request_bytes_get_go_shaped_replies(
     otherwise); against the real Go daemon's replies (07b) also the same headers in the same
     order. The only difference: the failing ADD's body is CNI error JSON, not Go's text."""
     folder = GOLDEN / case
-    if not folder.is_dir():
-        pytest.skip("golden vectors not found")
+    assert folder.is_dir(), f"golden vectors not found at {folder}"
     cluster = site.root / "cluster.conflist"
     cluster.write_text(
         json.dumps(

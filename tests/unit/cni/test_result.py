@@ -7,11 +7,11 @@ vectors restate libcni's converters (``types/020``, ``types/040``, ``types/100``
 from __future__ import annotations
 
 import itertools
-import os
 from pathlib import Path
 
 import msgspec
 import pytest
+from tests.support.golden import golden_dir
 
 from pymultus.cni.convert import (
     CHAIN,
@@ -42,14 +42,7 @@ _ROOT = Path(__file__).resolve().parents[3]
 
 
 def _golden_dir() -> Path:
-    for candidate in (
-        os.environ.get("PYMULTUS_GOLDEN", ""),
-        _ROOT.parent / "shared" / "reference" / "golden",
-        "/work/shared/reference/golden",
-    ):
-        if candidate and Path(candidate).is_dir():
-            return Path(candidate)
-    pytest.skip("golden vectors (shared/reference/golden) not found")
+    return golden_dir()
 
 
 def _golden(rel: str) -> bytes:
@@ -94,10 +87,7 @@ def test_040_stdout_round_trips_byte_exactly_in_struct_order(rel: str) -> None:
 
 
 def _cache_files() -> list[str]:
-    try:
-        base = _golden_dir()
-    except pytest.skip.Exception:
-        return []
+    base = _golden_dir()
     return sorted(str(p.relative_to(base)) for p in base.glob("**/results/*"))
 
 

@@ -4,32 +4,23 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.golden import golden_dir
 
 from pymultus.protocol import wire
 
 _ROOT = Path(__file__).resolve().parents[3]
 
 
-def _golden_dir() -> Path | None:
-    for candidate in (
-        os.environ.get("PYMULTUS_GOLDEN", ""),
-        _ROOT.parent / "shared" / "reference" / "golden",
-        "/work/shared/reference/golden",
-    ):
-        if candidate and Path(candidate).is_dir():
-            return Path(candidate)
-    return None
+def _golden_dir() -> Path:
+    return golden_dir()
 
 
 def _golden_requests() -> list[Any]:
     root = _golden_dir()
-    if root is None:
-        return [pytest.param(None, marks=pytest.mark.skip(reason="golden vectors not found"))]
     found = sorted(root.glob("07-*/requests/*-cni.http"))
     return [pytest.param(p, id=str(p.relative_to(root))) for p in found]
 
@@ -50,8 +41,6 @@ def test_go_shim_bodies_decode(http_file: Path) -> None:
 
 def test_golden_add_config_is_the_shim_stdin() -> None:
     root = _golden_dir()
-    if root is None:
-        pytest.skip("golden vectors not found")
     case = root / "07-thick-daemon-responses"
     request = wire.decode_cni_request(_body(case / "requests" / "02-add-cni.http"))
     assert request.config == (case / "config.json").read_bytes()

@@ -21,6 +21,7 @@ import lightkube
 import pytest
 from lightkube import ApiError
 from tests.support.apiserver import LoggedRequest, StandInApiServer
+from tests.support.golden import golden_dir
 
 from pymultus.cni.errors import CniError, InvalidConfigError, TryAgainLaterError
 from pymultus.k8s.client import (
@@ -431,14 +432,7 @@ def test_status_write_api_down_is_try_again_later(api: StandInApiServer, kube: K
 
 
 def _golden_dir() -> Path:
-    for candidate in (
-        os.environ.get("PYMULTUS_GOLDEN", ""),
-        _ROOT.parent / "shared" / "reference" / "golden",
-        "/work/shared/reference/golden",
-    ):
-        if candidate and Path(candidate).is_dir():
-            return Path(candidate)
-    return Path("/nonexistent")
+    return golden_dir()
 
 
 def test_event_is_shaped_like_go_multus(api: StandInApiServer, kube: KubeApi) -> None:

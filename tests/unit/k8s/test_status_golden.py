@@ -9,11 +9,11 @@ cache file in ``results/``, and the entries go through ``statuses_for_result`` a
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.golden import golden_dir
 
 from pymultus.cni.convert import parse_result, to_current
 from pymultus.cni.result import Result
@@ -26,21 +26,12 @@ from pymultus.k8s.status import (
 _ROOT = Path(__file__).resolve().parents[3]
 
 
-def _golden_dir() -> Path | None:
-    for candidate in (
-        os.environ.get("PYMULTUS_GOLDEN", ""),
-        _ROOT.parent / "shared" / "reference" / "golden",
-        "/work/shared/reference/golden",
-    ):
-        if candidate and Path(candidate).is_dir():
-            return Path(candidate)
-    return None
+def _golden_dir() -> Path:
+    return golden_dir()
 
 
 def _cases() -> list[Any]:
     root = _golden_dir()
-    if root is None:
-        return [pytest.param(None, marks=pytest.mark.skip(reason="golden vectors not found"))]
     found = sorted(p.parent for p in root.rglob("network-status.txt"))
     return [pytest.param(case, id=str(case.relative_to(root))) for case in found]
 
