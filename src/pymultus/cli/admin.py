@@ -33,15 +33,18 @@ def install(
 ) -> None:
     """Copy the shim (thick) or the thin plugin launcher into a CNI bin dir, atomically."""
     from pymultus.plugin.install import install_thin  # noqa: PLC0415
-    from pymultus.shim.install import install_shim  # noqa: PLC0415
+    from pymultus.shim.install import install_passthru, install_shim  # noqa: PLC0415
 
     installer = install_shim if type_ is PluginType.thick else install_thin
     try:
-        path = installer(dest, interpreter=interpreter)
+        paths = [
+            installer(dest, interpreter=interpreter),
+            install_passthru(dest, interpreter=None if type_ is PluginType.thin else interpreter),
+        ]
     except OSError as exc:
         console.print(f"[red]cannot install the {type_.value} plugin: {exc}[/]")
         raise typer.Exit(1) from None
-    console.print(f"installed {path}")
+    console.print("installed " + ", ".join(paths))
 
 
 def uninstall(

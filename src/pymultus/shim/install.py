@@ -29,6 +29,9 @@ from pathlib import Path
 
 SHIM_NAME = "multus-shim"
 SHIM_SOURCE = Path(__file__).with_name("multus_shim.py")
+#: Multus's no-op head of the auxiliary chain: stdlib-only like the shim, installed the same way.
+PASSTHRU_NAME = "passthru"
+PASSTHRU_SOURCE = Path(__file__).parents[1] / "plugin" / "passthru.py"
 SYSTEM_PYTHON = "/usr/bin/python3"
 MIN_PYTHON = (3, 8)
 INTERPRETER_FLAGS = "-IS"  # isolated, no site; ONE word: Linux passes a single #! argument
@@ -57,11 +60,24 @@ def install_shim(dest_dir: str, *, interpreter: str | None = None) -> str:
     Raises ``ShimInstallError`` for a bad interpreter or destination, and ``OSError`` when
     writing fails.
     """
+    return install_script(SHIM_SOURCE, dest_dir, SHIM_NAME, interpreter=interpreter)
+
+
+def install_passthru(dest_dir: str, *, interpreter: str | None = None) -> str:
+    """Copy ``passthru`` (the auxiliary chain's head) into ``dest_dir``, like the shim."""
+    return install_script(PASSTHRU_SOURCE, dest_dir, PASSTHRU_NAME, interpreter=interpreter)
+
+
+def install_script(
+    source: Path, dest_dir: str, name: str, *, interpreter: str | None = None
+) -> str:
+    """Copy a stdlib-only script into ``dest_dir`` as ``name`` (atomic, 0755) with its ``#!``
+    line naming ``interpreter`` (default: see the module docstring); returns its path."""
     chosen = _checked_path(interpreter) if interpreter is not None else default_interpreter()
     if not os.path.isdir(dest_dir):
         raise ShimInstallError("CNI bin directory does not exist", dest_dir)
-    content = shim_with_interpreter(SHIM_SOURCE.read_bytes(), chosen)
-    target = os.path.join(dest_dir, SHIM_NAME)
+    content = shim_with_interpreter(source.read_bytes(), chosen)
+    target = os.path.join(dest_dir, name)
     _atomic_write(target, content)
     return target
 
@@ -109,7 +125,7 @@ def _checked_path(interpreter: str) -> str:
 
 
 def _atomic_write(target: str, content: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{SHIM_NAME}.", dir=os.path.dirname(target))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", dir=os.path.dirname(target))
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(content)
