@@ -119,4 +119,4 @@ def measure_full(world: World) -> Rss:
     fill_cache(world)
     world.start_daemon(timeout=120)
     warm_call(world, "mem")
-    return reading(world, f"fresh daemon, {FULL_PODS} pods + {FULL_NADS} NADs cached")
+    return reading(world, "fresh daemon over a full API (everything listed before serving)")

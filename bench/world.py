@@ -228,12 +228,13 @@ class World:
 
     # --- the thick daemon ------------------------------------------------------------------
 
-    def start_daemon(self, timeout: float = 30.0) -> None:
-        """``multus-daemon`` with the stand-in API and a watch cache of this node."""
+    def start_daemon(self, timeout: float = 30.0, *, launcher: list[str] | None = None) -> None:
+        """``multus-daemon`` with the stand-in API and a watch cache of this node;
+        ``launcher`` replaces the executable (a profiling wrapper)."""
         self.path("daemon-config.json").write_text(json.dumps(self.daemon_config()))
         log = self.path("daemon.stderr").open("wb")
         env = {**os.environ, "MULTUS_NODE_NAME": NODE}
-        argv = [DAEMON, "-config", str(self.path("daemon-config.json"))]
+        argv = [*(launcher or [DAEMON]), "-config", str(self.path("daemon-config.json"))]
         argv += ["--kubeconfig", str(self.path("kubeconfig"))]
         self.daemon = subprocess.Popen(argv, stdout=log, stderr=log, env=env)
         log.close()

@@ -1,14 +1,15 @@
 """End-to-end tests: containerd 1.6's CRI drives pymultus in thick mode, as kubelet does.
 
-One containerd (and one multus-daemon) serves the whole session; it starts in about 2 s. What
-is missing is installed first: the Debian packages ``containerd runc busybox-static`` (as root,
-with apt) and the PyPI package ``container-runtime-interface-api`` (into this venv). Like the
-integration tests these are never skipped: without root the session fails saying so.
+One containerd (and one multus-daemon) serves every test of this directory: started in about
+2 s, stopped after the directory's last test. What is missing is installed first: the Debian
+packages ``containerd runc busybox-static`` (as root, with apt) and the PyPI package
+``container-runtime-interface-api`` (into this venv). Like the integration tests these are
+never skipped: without root they fail saying so.
 
 Each test gets the ``node`` fixture; at its end every sandbox still there is stopped and
 removed through the CRI (a test that failed half-way leaves none), and then the test fails if
 anything is left: a link, a netns, an IP allocation, a cache or status file, a NAT rule, a
-process. At the end of the session containerd, its shims and pause processes are stopped by
+process. After the last test containerd, its shims and pause processes are stopped by
 PID, its mounts unmounted and every directory removed, also when tests failed.
 """
 
@@ -39,6 +40,7 @@ def _ensure_cri_package() -> None:
 
 _ensure_cri_package()
 
+from tests.e2e.clusters import Cluster, Standalone, api_server_cluster  # noqa: E402
 from tests.e2e.containerd import cni_config_loaded  # noqa: E402
 from tests.e2e.node import Node  # noqa: E402
 from tests.support.cri import CriClient  # noqa: E402
@@ -51,7 +53,9 @@ def _ensure_apt_packages() -> None:
             "`make test-unit`.",
             pytrace=False,
         )
-    if subprocess.run(["dpkg", "-s", *APT_PACKAGES], capture_output=True).returncode == 0:
+    query = ["dpkg-query", "-W", "-f=${Status}\n", *APT_PACKAGES]
+    status = subprocess.run(query, capture_output=True, text=True, check=False).stdout
+    if status.count("install ok installed") == len(APT_PACKAGES):
         return
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for argv in (
@@ -72,16 +76,17 @@ def _wait_for_multus_config(cri: CriClient, timeout: float = 20.0) -> None:
         time.sleep(0.1)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def e2e_node() -> Iterator[Node]:
-    """The session's node: host netns, files, multus-daemon (standalone) and containerd."""
+    """The node of every e2e test: host netns, files, multus-daemon (standalone first, so
+    00-multus.conf is there before containerd reads conf_dir) and containerd."""
     _ensure_apt_packages()
     node = Node()
     try:
         node.setup()
-        node.start_daemon()  # writes 00-multus.conf before containerd looks at conf_dir
-        node.start_containerd()
-        with CriClient(node.containerd.socket) as cri:  # type: ignore[union-attr]
+        node.start_daemon()
+        containerd = node.start_containerd()
+        with CriClient(containerd.socket) as cri:
             _wait_for_multus_config(cri)
         yield node
     finally:
@@ -90,7 +95,7 @@ def e2e_node() -> Iterator[Node]:
             print(f"e2e teardown left: {problems}; kept {node.work}", file=sys.stderr)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cri(e2e_node: Node) -> Iterator[CriClient]:
     assert e2e_node.containerd is not None
     with CriClient(e2e_node.containerd.socket) as client:
@@ -120,6 +125,20 @@ def node(e2e_node: Node, cri: CriClient) -> Iterator[Node]:
         e2e_node.scrub()  # so the next test starts clean and only this one fails
         pytest.fail(
             f"sandbox removal failed: {failures}\nleft behind: {left}\n"
-            f"daemon log:\n{e2e_node.tail('daemon.log')}",
+            f"daemon log:\n{e2e_node.tail('daemon.log')}\n"
+            f"containerd log:\n{e2e_node.containerd.log_tail() if e2e_node.containerd else ''}",
             pytrace=False,
         )
+
+
+@pytest.fixture(scope="module", params=["standalone", "apiserver"])
+def cluster(request: pytest.FixtureRequest, e2e_node: Node) -> Iterator[Cluster]:
+    """The daemon standalone (selection from containerd's pod annotations, NADs in files), or
+    with the stand-in API server holding the pods and NADs (watch cache, status on the pod)."""
+    if request.param == "standalone":
+        if e2e_node.daemon_kubeconfig is not None:
+            e2e_node.start_daemon(None)
+        yield Standalone(e2e_node)
+        return
+    with api_server_cluster(e2e_node) as with_api:
+        yield with_api

@@ -16,7 +16,6 @@ then the directories.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -31,11 +30,12 @@ CNI_PLUGINS = "/usr/lib/cni"
 NAMESPACE = "k8s.io"  # the containerd namespace of CRI
 START_TIMEOUT = 30.0  # seconds for the socket to answer; containerd takes well under 1 s
 STOP_TIMEOUT = 15.0  # seconds between SIGTERM and SIGKILL
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
 def config_toml(root: Path, *, bin_dir: Path, conf_dir: Path, sandbox_image: str) -> str:
     """containerd's config: what this machine needs (see shared reference ``runtimes.md``)."""
-    cri = '[plugins."io.containerd.grpc.v1.cri"]'
+    cri = 'plugins."io.containerd.grpc.v1.cri"'
     return f"""version = 2
 root = "{root}/root"
 state = "{root}/state"
@@ -52,20 +52,20 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 [plugins."io.containerd.internal.v1.opt"]
   path = "{root}/opt"
 
-{cri}
+[{cri}]
   sandbox_image = "{sandbox_image}"
   restrict_oom_score_adj = true
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   enable_selinux = false
-{cri}.containerd
+[{cri}.containerd]
   snapshotter = "overlayfs"
   default_runtime_name = "runc"
-{cri}.containerd.runtimes.runc
+[{cri}.containerd.runtimes.runc]
   runtime_type = "io.containerd.runc.v2"
-{cri}.containerd.runtimes.runc.options
+[{cri}.containerd.runtimes.runc.options]
   SystemdCgroup = false
-{cri}.cni
+[{cri}.cni]
   bin_dir = "{bin_dir}"
   conf_dir = "{conf_dir}"
   max_conf_num = 1
@@ -93,6 +93,8 @@ class Containerd:
     sandbox_image: str = DEFAULT_NAME
     proc: subprocess.Popen[bytes] | None = None
     shim_sockets: set[str] = field(default_factory=set)
+    task_ids: set[str] = field(default_factory=set)
+    cgroups_before: frozenset[Path] = frozenset()
 
     @property
     def socket(self) -> str:
@@ -108,6 +110,7 @@ class Containerd:
         return ""
 
     def start(self) -> None:
+        self.cgroups_before = frozenset(CGROUP_ROOT.glob(f"*/{NAMESPACE}"))
         config = self.root / "config.toml"
         config.write_text(
             config_toml(
@@ -155,7 +158,7 @@ class Containerd:
     def load_pause_image(self) -> None:
         """Import the locally built pause image and wait until the CRI sees it."""
         archive = build_pause_archive(self.root / "pause.oci.tar", name=self.sandbox_image)
-        self.ctr("images", "import", "--no-unpack=false", str(archive))
+        self.ctr("images", "import", str(archive))
         with CriClient(self.socket) as cri:
             deadline = time.monotonic() + 10
             while not cri.image_present(self.sandbox_image):
@@ -173,24 +176,45 @@ class Containerd:
 
     def stop(self) -> list[str]:
         """Stop containerd and everything it started; returns what could not be removed."""
-        self._remember_shim_sockets()
+        self._remember_tasks()
         if self.proc is not None:
             _terminate(self.proc)
-        for pid in self.our_processes():
+        killed = self.our_processes()
+        for pid in killed:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        _wait_gone(killed)
         problems = unmount_below([self.root])
         for sock in self.shim_sockets:
             with contextlib.suppress(OSError):
                 os.unlink(sock)
-        return problems
+        return problems + self._remove_cgroups()
 
-    def _remember_shim_sockets(self) -> None:
-        """Each task's ``address`` file names its shim's socket in ``/run/containerd/s``."""
+    def _remember_tasks(self) -> None:
+        """The tasks still running: their ids (runc's cgroups are ``/k8s.io/<id>``) and
+        their shims' sockets in ``/run/containerd/s`` (each task's ``address`` file)."""
         tasks = self.root / "state" / "io.containerd.runtime.v2.task" / NAMESPACE
-        for address in tasks.glob("*/address"):
+        for bundle in tasks.glob("*"):
+            self.task_ids.add(bundle.name)
             with contextlib.suppress(OSError):
-                self.shim_sockets.add(address.read_text().strip().removeprefix("unix://"))
+                address = (bundle / "address").read_text().strip()
+                self.shim_sockets.add(address.removeprefix("unix://"))
+
+    def _remove_cgroups(self) -> list[str]:
+        """The cgroups of killed tasks, and ``k8s.io`` itself where it was ours (unless
+        another containerd uses it meanwhile)."""
+        left = []
+        for parent in CGROUP_ROOT.glob(f"*/{NAMESPACE}"):
+            for cgroup in (parent / t for t in self.task_ids):
+                with contextlib.suppress(FileNotFoundError):
+                    try:
+                        cgroup.rmdir()
+                    except OSError as exc:
+                        left.append(f"cgroup {cgroup}: {exc.strerror}")
+            if parent not in self.cgroups_before:
+                with contextlib.suppress(OSError):
+                    parent.rmdir()
+        return left
 
 
 def _terminate(proc: subprocess.Popen[bytes]) -> None:
@@ -202,6 +226,12 @@ def _terminate(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def _wait_gone(pids: list[int], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _processes() -> list[tuple[int, str]]:
@@ -258,9 +288,8 @@ def cni_config_loaded(cri: CriClient) -> str:
     none): containerd watches conf_dir, so a new file takes effect a moment later."""
     config = cri.status_info().get("cniconfig") or {}
     for network in config.get("Networks") or []:
-        source = json.loads(network.get("Source") or "{}")
-        plugins = source.get("plugins") or [source]
-        kind = str(plugins[0].get("type", ""))
+        plugins = (network.get("Config") or {}).get("Plugins") or [{}]
+        kind = str((plugins[0].get("Network") or {}).get("type", ""))
         if kind != "loopback":
             return kind
     return ""

@@ -32,29 +32,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.containerd import Containerd, link_plugins
-from tests.support.netns import ip, ip_json, links
-from tests.support.plugins import install_recorder
-
 from pymultus.k8s.files import read_record
 from pymultus.shim.install import install_shim
+from tests.e2e import leaks
+from tests.e2e.containerd import Containerd, link_plugins
+from tests.e2e.leaks import delete_netns_file, libcni_cache_files, our_netns
+from tests.support.netns import ip, ip_json, links
+from tests.support.plugins import install_recorder
 
 SUBNETS = {"cluster": "198.19.10.0/24", "a": "198.19.11.0/24", "b": "198.19.12.0/24"}
 FAILING_PLUGIN = "e2e-fail"
 FAILING_MESSAGE = "e2e-fail refuses this pod"
 DAEMON_READY_TIMEOUT = 30.0
 NETNS_DIR = Path("/var/run/netns")
-LIBCNI_RESULTS = Path("/var/lib/cni/results")  # go-cni's cache; containerd 1.6 cannot move it
 
 
 @dataclass
 class Node:
+    """The node's names, files and processes; ``destroy()`` undoes everything."""
+
     suffix: str = field(default_factory=lambda: secrets.token_hex(3))
     work: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="pm-e2e-")))
     containerd: Containerd | None = None
     daemon: subprocess.Popen[bytes] | None = None
     daemon_kubeconfig: str | None = None
-    netns_before: frozenset[str] = frozenset()
 
     # --- names ------------------------------------------------------------------------
 
@@ -74,6 +75,12 @@ class Node:
     @property
     def bridges(self) -> dict[str, str]:
         return {"cluster": f"pme2c{self.suffix}", "a": f"pme2a{self.suffix}"}
+
+    @property
+    def cluster_gateway(self) -> str:
+        """The cluster bridge's address (bridge ``isGateway``): it stays between pods."""
+        net = SUBNETS["cluster"]
+        return net.replace(".0/", ".1/")
 
     @property
     def master(self) -> str:
@@ -98,8 +105,7 @@ class Node:
     # --- set-up -------------------------------------------------------------------------
 
     def setup(self) -> None:
-        """Everything but the daemon: files, the host namespace, containerd, the image."""
-        self.netns_before = frozenset(cni_netns())
+        """Files, directories and the host namespace (the daemon and containerd start after)."""
         for d in ("net.d", "bin", "shim", "run", "cni", "ipam", "status", "pods", "containerd"):
             self.path(d).mkdir(parents=True, exist_ok=True)
         self.make_host_netns()
@@ -194,7 +200,7 @@ class Node:
         wrapper = bin_dir / "multus-shim"
         wrapper.write_text(
             "#!/bin/sh\n"
-            f"printf '%s %s netns=%s\\n' \"$CNI_COMMAND\" \"$CNI_CONTAINERID\" \"$CNI_NETNS\""
+            f'printf \'%s %s netns=%s\\n\' "$CNI_COMMAND" "$CNI_CONTAINERID" "$CNI_NETNS"'
             f" >> {self.path('calls.log')}\n"
             f'exec {real} "$@"\n'
         )
@@ -280,12 +286,12 @@ class Node:
 
     # --- looking -------------------------------------------------------------------------
 
-    def shim_calls(self, sandbox_id: str) -> list[tuple[str, str]]:
-        """(verb, CNI_NETNS) of every shim call containerd made for ``sandbox_id``."""
+    def shim_calls(self, sandbox_id: str | None = None) -> list[tuple[str, str]]:
+        """(verb, CNI_NETNS) of every shim call containerd made (for ``sandbox_id``)."""
         calls = []
-        for line in self.tail("calls.log", size=10**7).splitlines():
+        for line in self.tail("calls.log", size=10**8).splitlines():
             verb, cid, netns = line.split(" ", 2)
-            if cid == sandbox_id:
+            if sandbox_id is None or cid == sandbox_id:
                 calls.append((verb, netns.removeprefix("netns=")))
         return calls
 
@@ -320,17 +326,11 @@ class Node:
         return found
 
     def leftovers(self) -> list[str]:
-        """Everything a pod may leave behind, none of which should be there between tests."""
-        left = [f"host link {n}" for n in set(self.host_links()) - self.kept_links]
-        left += [f"netns {n}" for n in sorted(set(cni_netns()) - self.netns_before)]
-        left += [f"IP allocation {p}" for p in self.path("ipam").glob("*/*") if p.name[0].isdigit()]
-        left += [f"delegate cache {p}" for p in self.path("cni").rglob("*") if p.is_file()]
-        left += [f"status file {p}" for p in self.path("status").rglob("*") if p.is_file()]
-        left += [f"libcni cache {p}" for p in libcni_cache_files(self.namespace)]
-        left += [f"nat rule {r}" for r in self.nat_rules() if "CNI-DN-" in r]
-        if self.containerd is not None:
-            left += [f"process {pid}" for pid in self.containerd.our_processes()]
-        return left
+        """What pods left behind (see ``leaks``): [] between tests."""
+        return leaks.leftovers(self)
+
+    def scrub(self) -> None:
+        leaks.scrub(self)
 
     def addresses_in(self, netns_path: str) -> dict[str, list[str]]:
         """IPv4 ``address/prefix`` of every link but lo inside a sandbox's namespace."""
@@ -348,56 +348,17 @@ class Node:
 
     # --- tear-down -------------------------------------------------------------------------
 
-    def scrub(self) -> None:
-        """Remove what ``leftovers`` reports (after a test failed because of it)."""
-        for name in set(self.host_links()) - self.kept_links:
-            subprocess.run(["ip", "-n", self.host, "link", "del", name], capture_output=True)
-        for name in sorted(set(cni_netns()) - self.netns_before):
-            delete_netns_file(NETNS_DIR / name)
-        for d in ("cni", "status"):
-            for p in self.path(d).rglob("*"):
-                if p.is_file():
-                    p.unlink()
-        for p in self.path("ipam").glob("*/*"):
-            if p.name[0].isdigit():
-                p.unlink()
-        for p in libcni_cache_files(self.namespace):
-            p.unlink(missing_ok=True)
-
     def destroy(self) -> list[str]:
         """Stop everything by PID and remove every trace; returns what could not be."""
         problems: list[str] = []
         self.stop_daemon()
         if self.containerd is not None:
             problems += self.containerd.stop()
-        for name in sorted(set(cni_netns()) - self.netns_before):
-            delete_netns_file(NETNS_DIR / name)
+        for path in our_netns(self):
+            delete_netns_file(path)
         subprocess.run(["ip", "netns", "delete", self.host], capture_output=True, check=False)
         for path in libcni_cache_files(self.namespace):
             path.unlink(missing_ok=True)
         if not problems:
             shutil.rmtree(self.work, ignore_errors=True)
         return problems
-
-
-def cni_netns() -> list[str]:
-    """The namespaces containerd created (``/var/run/netns/cni-<uuid>``)."""
-    with contextlib.suppress(OSError):
-        return [n for n in os.listdir(NETNS_DIR) if n.startswith("cni-")]
-    return []
-
-
-def delete_netns_file(path: Path) -> None:
-    subprocess.run(["umount", str(path)], capture_output=True, check=False)
-    path.unlink(missing_ok=True)
-
-
-def libcni_cache_files(namespace: str) -> list[Path]:
-    """go-cni's result cache files of pods in ``namespace``."""
-    found = []
-    with contextlib.suppress(OSError):
-        for path in LIBCNI_RESULTS.iterdir():
-            with contextlib.suppress(OSError):
-                if f'"{namespace}"' in path.read_text(errors="replace"):
-                    found.append(path)
-    return found

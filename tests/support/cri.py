@@ -113,9 +113,7 @@ def sandbox_config(spec: PodSpec) -> pb.PodSandboxConfig:
         ],
         linux=pb.LinuxPodSandboxConfig(
             security_context=pb.LinuxSandboxSecurityContext(
-                namespace_options=pb.NamespaceOption(
-                    network=pb.POD, pid=pb.CONTAINER, ipc=pb.POD
-                )
+                namespace_options=pb.NamespaceOption(network=pb.POD, pid=pb.CONTAINER, ipc=pb.POD)
             )
         ),
     )
@@ -159,7 +157,9 @@ class CriClient:
         return {k: _decode(v) for k, v in reply.info.items()}
 
     def image_present(self, ref: str) -> bool:
-        reply = self._call("ImageStatus", self.images, pb.ImageStatusRequest(image=pb.ImageSpec(image=ref)))
+        reply = self._call(
+            "ImageStatus", self.images, pb.ImageStatusRequest(image=pb.ImageSpec(image=ref))
+        )
         return bool(reply.image.id)
 
     def run_pod_sandbox(self, spec: PodSpec) -> str:

@@ -116,6 +116,12 @@ class MultusConf(msgspec.Struct, frozen=True, kw_only=True):
     system_namespaces: tuple[str, ...] = DEFAULT_SYSTEM_NAMESPACES
     multus_namespace: str = DEFAULT_MULTUS_NAMESPACE
     retry_delete_on_error: bool = False
+    # pymultus's standalone mode (no Kubernetes; the daemon config has the same keys): where
+    # NAD manifests, pod files and network-status files live ("" = /etc/pymultus/nads,
+    # /etc/pymultus/pods, /var/lib/pymultus/status).
+    nad_dir: str = ""
+    pod_dir: str = ""
+    status_dir: str = ""
 
     def global_namespaces(self) -> tuple[str, ...]:
         """Namespaces whose NADs any pod may use under isolation. Setting the key *replaces*
@@ -167,6 +173,9 @@ def parse_multus_conf(data: bytes) -> MultusConf:
         system_namespaces=str_list_field(obj, "systemNamespaces", DEFAULT_SYSTEM_NAMESPACES),
         multus_namespace=typed_field(obj, "multusNamespace", str, "") or DEFAULT_MULTUS_NAMESPACE,
         retry_delete_on_error=typed_field(obj, "retryDeleteOnError", bool, False),
+        nad_dir=typed_field(obj, "nadDir", str, ""),
+        pod_dir=typed_field(obj, "podDir", str, ""),
+        status_dir=typed_field(obj, "statusDir", str, ""),
     )
 
 

@@ -13,10 +13,15 @@ without any rollback (behaviour §5.1, §6; docs/compatibility.md).
 
 Errors read like Go's: ``[ns/pod/uid:net]: error adding container to network "net": …`` for a
 delegate, ``Multus: [ns/pod/uid]: …`` for everything else.
+
+An attachment with a device (row 31): before its ADD the device plugin's device-info file is
+copied to the attachment's CNI device-info file, after it that file goes into the
+network-status as ``device-info``, and a rollback removes it. All of that is best effort.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -31,15 +36,22 @@ from pymultus.core.deps import Deps
 from pymultus.core.pods import pod_for_add
 from pymultus.core.request import Request
 from pymultus.core.resolve import Planned
-from pymultus.core.runtime import ifname_for, runtime_conf
+from pymultus.core.runtime import device_info_file, ifname_for, runtime_conf
+from pymultus.k8s.devinfo import DeviceInfo
+from pymultus.k8s.devinfo_files import copy_dp_to_cni, read_device_info, remove_cni_device_info
 from pymultus.k8s.objects import Pod
 from pymultus.k8s.status import render_network_status, statuses_for_result
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Running:
+    """An attachment that ADD made, with the device info its status entries carry."""
+
     planned: Planned
     rt: RuntimeConf
+    device_info: DeviceInfo | None = None
 
 
 def cmd_add(req: Request, deps: Deps) -> AnyResult:
@@ -63,7 +75,7 @@ def cmd_add(req: Request, deps: Deps) -> AnyResult:
         _rollback(req, cni, attached)
         raise
     for r, result in zip(attached, results, strict=True):
-        _emit_added(deps, pod, r.rt.ifname, r.planned.delegate.name, result)
+        emit_added(deps, pod, r.rt.ifname, r.planned.delegate.name, result)
     return results[0]
 
 
@@ -77,7 +89,7 @@ def _after_attach(
     """Default-route policy, then network-status (Go fails here without rolling back)."""
     try:
         _default_routes(req, attached)
-        _write_status(deps, pod, [r.planned for r in attached], results)
+        _write_status(deps, pod, attached, results)
     except CniError as exc:
         raise prefixed(exc, f"Multus: {req.who}: ") from exc
 
@@ -127,11 +139,12 @@ def _ifnames(planned: Sequence[Planned], req: Request, deps: Deps) -> list[str]:
                 network=p.delegate.name,
             )
         seen[name] = p.delegate.name
-        _check_free(req, deps, name, p.delegate.name)
+        check_ifname_free(req, deps, name, p.delegate.name)
     return names
 
 
-def _check_free(req: Request, deps: Deps, ifname: str, network: str) -> None:
+def check_ifname_free(req: Request, deps: Deps, ifname: str, network: str) -> None:
+    """Fail when ``ifname`` already exists in the pod (Go's ``validateIfName``)."""
     if req.cmd.netns and deps.link_exists(req.cmd.netns, ifname):
         raise InvalidConfigError(
             f"validateIfName: interface name {ifname} already exists in {req.cmd.netns}",
@@ -160,21 +173,43 @@ def _attach_all(
             is_master=i == 0,
             selection=p.selection,
             append_runtime_args=deps.append_runtime_args,
+            devinfo_root=deps.devinfo_root,
         )
-        try:
-            _check_free(req, deps, ifname, p.delegate.name)
-            result = delegates.add(cni, p.net, rt)
-        except CniError as exc:
-            # Go's cmdPluginErr; network names hold only [a-zA-Z0-9_.-], so %q is plain quotes
-            name = delegates.network_name(p.net)
-            prefix = f'{req.who[:-1]}:{name}]: error adding container to network "{name}": '
-            raise prefixed(exc, prefix) from exc
-        attached.append(Running(p, rt))
-        results.append(result)
+        results.append(_attach_one(req, deps, cni, p, rt))
+        devinfo = device_info_file(rt)
+        attached.append(Running(p, rt, read_device_info(devinfo) if devinfo else None))
     return results
 
 
-def _emit_added(deps: Deps, pod: Pod | None, ifname: str, name: str, result: AnyResult) -> None:
+def _attach_one(req: Request, deps: Deps, cni: CNIConfig, p: Planned, rt: RuntimeConf) -> AnyResult:
+    """One delegate's ADD; a failed one leaves no device-info file behind."""
+    d = p.delegate
+    devinfo = device_info_file(rt) if d.device_id else ""
+    if devinfo and d.resource_name:
+        copy_dp_to_cni(devinfo, d.resource_name, d.device_id, root=deps.devinfo_root)
+    try:
+        check_ifname_free(req, deps, rt.ifname, d.name)
+        result = delegates.add(cni, p.net, rt)
+    except CniError as exc:
+        if devinfo:
+            remove_cni_device_info(devinfo)
+        # Go's cmdPluginErr; network names hold only [a-zA-Z0-9_.-], so %q is plain quotes
+        name = delegates.network_name(p.net)
+        prefix = f'{req.who[:-1]}:{name}]: error adding container to network "{name}": '
+        raise prefixed(exc, prefix) from exc
+    log.info(
+        "ADD of network %s (%s) on %s succeeded: containerID=%s pod=%s",
+        delegates.network_name(p.net),
+        d.name,
+        rt.ifname,
+        req.cmd.container_id,
+        req.pod_label,
+    )
+    return result
+
+
+def emit_added(deps: Deps, pod: Pod | None, ifname: str, name: str, result: AnyResult) -> None:
+    """The ``AddedInterface`` event of one attachment (none without interfaces or IPs)."""
     if deps.events is None or pod is None:
         return
     current = to_current(result)
@@ -194,13 +229,14 @@ def _default_routes(req: Request, running: Sequence[Running]) -> None:
 
 
 def _write_status(
-    deps: Deps, pod: Pod | None, planned: Sequence[Planned], results: Sequence[AnyResult]
+    deps: Deps, pod: Pod | None, attached: Sequence[Running], results: Sequence[AnyResult]
 ) -> None:
     if deps.status is None or pod is None:
         return
     entries = []
-    for i, (p, result) in enumerate(zip(planned, results, strict=True)):
-        entries += statuses_for_result(to_current(result), p.delegate.name, i == 0)
+    for i, (r, result) in enumerate(zip(attached, results, strict=True)):
+        name = r.planned.delegate.name
+        entries += statuses_for_result(to_current(result), name, i == 0, r.device_info)
     if entries:
         deps.status.write_network_status(pod, render_network_status(entries))
 
@@ -212,7 +248,10 @@ def _rollback(req: Request, cni: CNIConfig, attached: Sequence[Running]) -> None
     for r in reversed(attached):
         try:
             delegates.delete(cni, r.planned.net, r.rt)
-        except CniError:
+        except CniError as exc:
+            log.error("rollback: DEL of %s failed: %s", r.planned.delegate.name, exc)
             clean = False
+        if r.planned.delegate.device_id:
+            remove_cni_device_info(device_info_file(r.rt))
     if clean:
         scratch.remove(req.conf.cni_dir, req.cmd.container_id)

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from pymultus.cni.invoke import Executor
+from pymultus.k8s.devinfo_files import DEVINFO_ROOT
 from pymultus.k8s.objects import Nad, Pod
 from pymultus.k8s.refs import PodRef
+from pymultus.k8s.resourcemap import CHECKPOINT_FILE, KUBELET_SOCKET
 from pymultus.netns import links
 
 
@@ -50,8 +52,16 @@ class Deps:
     #: Thin mode appends the runtime's own CNI_ARGS after Multus's K8S args (Go does so in
     #: thin mode only; the thick daemon passes only its own set).
     append_runtime_args: bool = True
+    #: ADD, STATUS and GC wait this long (seconds) for ``readinessindicatorfile``, checking
+    #: every ``readiness_interval`` seconds: Go's 45 s and 1 s (row 35).
     readiness_timeout: float = 45.0
     readiness_interval: float = 1.0
+    #: Where the device IDs of a pod come from (row 28): the kubelet's PodResources socket,
+    #: else the device-manager checkpoint; and the root of the device-info files (row 31).
+    #: Tests point them at temporary paths.
+    kubelet_socket: str = KUBELET_SOCKET
+    kubelet_checkpoint: str = CHECKPOINT_FILE
+    devinfo_root: str = DEVINFO_ROOT
     link_exists: Callable[[str, str], bool] = links.link_exists
 
     @property

@@ -1,7 +1,11 @@
 """Which delegates a pod gets, in order, each validated before anything runs.
 
 Order (behaviour §1): the cluster network (or the pod's default-network annotation), then
-``defaultNetworks`` (skipped in ``systemNamespaces``), then the selection annotation.
+``defaultNetworks`` (skipped in ``systemNamespaces``), then the selection annotation, then the
+auxiliary CNI chain (row 47).
+
+A NAD with ``k8s.v1.cni.cncf.io/resourceName`` takes the next unused device of that resource
+from the pod's resource map, loaded once per ADD on the first such NAD (rows 28, 30).
 """
 
 from __future__ import annotations
@@ -9,9 +13,10 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from pymultus.cni import netconf
+from pymultus.cni.env import validate_network_name
 from pymultus.cni.errors import InvalidConfigError
 from pymultus.cni.netconf import NetConf, NetConfList
 from pymultus.config.multus import MultusConf
@@ -19,12 +24,16 @@ from pymultus.core.delegate import Delegate, load_delegate, load_delegate_list
 from pymultus.core.deps import Deps
 from pymultus.core.request import Request
 from pymultus.k8s.objects import DEFAULT_NETWORK_ANNOTATION, NETWORKS_ANNOTATION, Nad, Pod
+from pymultus.k8s.resourcemap import LazyResourceMap, inject_device_id
 from pymultus.k8s.selection import (
     NetworkSelection,
     check_gateways,
     parse_default_network_annotation,
     parse_networks_annotation,
 )
+
+#: The first plugin of the auxiliary chain: it only hands the chained plugins a prevResult.
+PASSTHRU = "passthru"
 
 
 @dataclass(frozen=True)
@@ -44,39 +53,60 @@ def net_of(delegate: Delegate) -> NetConf | NetConfList:
     return netconf.conf_from_bytes(delegate.raw)
 
 
+class DeviceIds(Protocol):
+    def next(self, resource_name: str) -> str:
+        """The next unused device ID of the resource; "" when there is none."""
+        ...
+
+
+class NoDevices:
+    """No pod, so no device lookup (Go looks devices up only for a pod)."""
+
+    def next(self, resource_name: str) -> str:
+        return ""
+
+
 def plan(req: Request, deps: Deps, pod: Pod | None) -> list[Planned]:
     """Every attachment of an ADD, fully validated; raises before any delegate runs."""
     conf = req.conf
-    planned = [_master(req, deps, pod)]
+    devices: DeviceIds = NoDevices()
+    if pod is not None:
+        devices = LazyResourceMap(
+            pod, socket_path=deps.kubelet_socket, checkpoint_path=deps.kubelet_checkpoint
+        )
+    planned = [_master(req, deps, pod, devices)]
     if not conf.cluster_network:
         planned += [_static(raw, i) for i, raw in enumerate(conf.delegates) if i > 0]
     elif pod is None or pod.namespace not in conf.system_namespaces:
         # Go reads defaultNetworks only together with clusterNetwork (GetDefaultNetworks).
-        planned += [_named(name, req, deps, pod) for name in conf.default_networks]
+        planned += [_named(name, req, deps, pod, devices) for name in conf.default_networks]
     if pod is not None:
         selections = parse_networks_annotation(
             pod.annotations.get(NETWORKS_ANNOTATION, ""), pod.namespace
         )
         check_gateways(selections)
-        planned += [_from_selection(sel, req, deps, pod) for sel in selections]
-    return _with_gateway_filters(planned)
+        planned += [_from_selection(sel, req, deps, pod, devices) for sel in selections]
+    planned = _with_gateway_filters(planned)
+    # Go appends the chain after its gateway check, so the chain carries no filter flags.
+    aux = auxiliary_chain(conf)
+    return planned if aux is None else [*planned, aux]
 
 
 def plan_master(req: Request, deps: Deps) -> Planned:
     """The cluster network alone (STATUS and GC have no pod)."""
-    return _master(req, deps, None)
+    return _master(req, deps, None, NoDevices())
 
 
-def _master(req: Request, deps: Deps, pod: Pod | None) -> Planned:
+def _master(req: Request, deps: Deps, pod: Pod | None, devices: DeviceIds) -> Planned:
     conf = req.conf
     if pod is not None and pod.annotations.get(DEFAULT_NETWORK_ANNOTATION):
         sel = parse_default_network_annotation(
             pod.annotations[DEFAULT_NETWORK_ANNOTATION], conf.multus_namespace
         )
         nad = _get_nad(sel.namespace, sel.name, deps, pod, DEFAULT_NETWORK_ANNOTATION)
-        return _from_nad(nad, None, conf)
+        return _from_nad(nad, None, conf, devices)
     if conf.cluster_network:
-        return _named(conf.cluster_network, req, deps, pod)
+        return _named(conf.cluster_network, req, deps, pod, devices)
     return _static(conf.delegates[0], 0)
 
 
@@ -90,7 +120,7 @@ def _static(raw: bytes, index: int) -> Planned:
     return Planned(delegate, net_of(delegate))
 
 
-def _named(value: str, req: Request, deps: Deps, pod: Pod | None) -> Planned:
+def _named(value: str, req: Request, deps: Deps, pod: Pod | None, devices: DeviceIds) -> Planned:
     """A ``clusterNetwork``/``defaultNetworks`` entry: a NAD in ``multusNamespace``, a CNI
     network name in ``confDir``, a directory, or a file (row 10). Files need no Kubernetes."""
     conf = req.conf
@@ -98,7 +128,7 @@ def _named(value: str, req: Request, deps: Deps, pod: Pod | None) -> Planned:
         if deps.nads is not None:
             nad = deps.nads.get_nad(conf.multus_namespace, value)
             if nad is not None:
-                return _from_nad(nad, None, conf)
+                return _from_nad(nad, None, conf, devices)
         found = netconf.find_by_name(conf.conf_dir, value)
         if found is not None:
             return _from_file_net(found)
@@ -131,10 +161,12 @@ def _from_file_net(net: NetConfList) -> Planned:
     return Planned(load_delegate_list(raw), net)
 
 
-def _from_selection(sel: NetworkSelection, req: Request, deps: Deps, pod: Pod) -> Planned:
+def _from_selection(
+    sel: NetworkSelection, req: Request, deps: Deps, pod: Pod, devices: DeviceIds
+) -> Planned:
     _check_isolation(sel, req.conf, pod)
     nad = _get_nad(sel.namespace, sel.name, deps, pod, NETWORKS_ANNOTATION)
-    return _from_nad(nad, sel, req.conf)
+    return _from_nad(nad, sel, req.conf, devices)
 
 
 def _check_isolation(sel: NetworkSelection, conf: MultusConf, pod: Pod) -> None:
@@ -168,12 +200,23 @@ def _get_nad(namespace: str, name: str, deps: Deps, pod: Pod, where: str) -> Nad
     )
 
 
-def _from_nad(nad: Nad, sel: NetworkSelection | None, conf: MultusConf) -> Planned:
+def _from_nad(
+    nad: Nad, sel: NetworkSelection | None, conf: MultusConf, devices: DeviceIds
+) -> Planned:
+    """The delegate of a NAD. A device from the resource map is written into the config
+    (``deviceID``/``pciBusID``) and recorded with its resource; without one, the annotation's
+    ``deviceID`` is only passed as a capability (row 24)."""
     raw = _nad_config(nad, conf)
     if sel is not None and sel.cni_args:
-        raw = _with_cni_args(raw, sel.cni_args)
+        raw = with_cni_args(raw, sel.cni_args)
+    device_id = devices.next(nad.resource_name) if nad.resource_name else ""
+    if device_id:
+        raw = inject_device_id(raw, device_id)
     delegate = load_delegate(raw, name=f"{nad.namespace}/{nad.name}")
-    delegate = replace(delegate, resource_name=nad.resource_name)
+    if device_id:
+        delegate = replace(delegate, device_id=device_id, resource_name=nad.resource_name)
+    elif sel is not None:
+        delegate = replace(delegate, device_id=sel.device_id)
     if sel is not None:
         delegate = replace(
             delegate,
@@ -182,7 +225,6 @@ def _from_nad(nad: Nad, sel: NetworkSelection | None, conf: MultusConf) -> Plann
             infiniband_guid_request=sel.infiniband_guid,
             ip_requests=sel.ips,
             default_route=sel.default_route,
-            device_id=sel.device_id,
         )
     return Planned(delegate, net_of(delegate), sel)
 
@@ -208,7 +250,7 @@ def _nad_config(nad: Nad, conf: MultusConf) -> bytes:
     return raw
 
 
-def _with_cni_args(raw: bytes, cni_args: Any) -> bytes:
+def with_cni_args(raw: bytes, cni_args: Any) -> bytes:
     """``cni-args`` merged into ``args.cni`` of the config (every plugin of a conflist);
     the annotation's keys win (row 23)."""
     obj = netconf.decode_object(raw)
@@ -223,6 +265,39 @@ def _with_cni_args(raw: bytes, cni_args: Any) -> bytes:
         else:
             args["cni"] = dict(cni_args)
     return netconf.remarshal(obj)
+
+
+def auxiliary_chain(conf: MultusConf) -> Planned | None:
+    """Row 47: the conflist ``auxiliaryCNIChainName`` run after every other attachment, on its
+    own ``net<N>``: ``passthru`` (so the chained plugins get a prevResult), then the ``.conf``
+    files of ``<clusterNetwork's directory>/<chain name>/``; None when there are none.
+
+    ``clusterNetwork`` must be a path: the file's directory, or the directory itself when it
+    names one (Go takes the parent directory then). The plugins are inlined, so the delegate
+    cache holds everything DEL needs even if the files change."""
+    name = conf.auxiliary_cni_chain_name
+    if not name:
+        return None
+    validate_network_name(name, field="auxiliaryCNIChainName")
+    base = conf.cluster_network
+    if "/" not in base:
+        raise InvalidConfigError(
+            "auxiliaryCNIChainName needs clusterNetwork to be a file or directory path: the "
+            f"chain's plugins are read from <its directory>/{name}/*.conf",
+            field="auxiliaryCNIChainName",
+            network=name,
+        )
+    directory = base if os.path.isdir(base) else os.path.dirname(base)
+    plugins = netconf.subdirectory_plugins(directory, name)
+    if not plugins:
+        return None
+    chain = {
+        "cniVersion": conf.cni_version or plugins[0].cni_version,
+        "name": name,
+        "plugins": [{"type": PASSTHRU}, *(netconf.decode_object(p.raw) for p in plugins)],
+    }
+    delegate = load_delegate_list(netconf.remarshal(chain))
+    return Planned(delegate, net_of(delegate))
 
 
 def _with_gateway_filters(planned: Sequence[Planned]) -> list[Planned]:

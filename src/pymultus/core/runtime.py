@@ -8,6 +8,8 @@ from pymultus.cni.chain import RuntimeConf
 from pymultus.config.multus import MultusConf
 from pymultus.core.delegate import Delegate
 from pymultus.core.request import Request
+from pymultus.k8s.devinfo_files import DEVINFO_ROOT
+from pymultus.k8s.resourcemap import device_capability_args
 from pymultus.k8s.selection import NetworkSelection
 
 
@@ -41,6 +43,7 @@ def runtime_conf(
     is_master: bool,
     selection: NetworkSelection | None = None,
     append_runtime_args: bool = True,
+    devinfo_root: str = DEVINFO_ROOT,
 ) -> RuntimeConf:
     args = k8s_args(req, append_runtime=append_runtime_args)
     if delegate.mac_request:
@@ -48,6 +51,17 @@ def runtime_conf(
     if delegate.ip_requests:
         args.append(("IP", ",".join(delegate.ip_requests)))
     caps = _master_caps(req.conf) if is_master else _attachment_caps(delegate, selection)
+    # Any attachment with a device, the cluster network included (issue #501): the device
+    # ID and the path of its device-info file (rows 24, 30).
+    caps.update(
+        device_capability_args(
+            delegate.name,
+            req.cmd.container_id,
+            ifname,
+            delegate.device_id,
+            devinfo_root=devinfo_root,
+        )
+    )
     return RuntimeConf(
         container_id=req.cmd.container_id,
         netns=req.cmd.netns,
@@ -84,9 +98,14 @@ def _attachment_caps(delegate: Delegate, sel: NetworkSelection | None) -> dict[s
         caps["mac"] = delegate.mac_request
     if delegate.infiniband_guid_request:
         caps["infinibandGUID"] = delegate.infiniband_guid_request
-    if delegate.device_id:
-        caps["deviceID"] = delegate.device_id
     return caps
+
+
+def device_info_file(rt: RuntimeConf) -> str:
+    """The attachment's device-info file (capability ``CNIDeviceInfoFile``); "" without a
+    device."""
+    path = rt.capability_args.get("CNIDeviceInfoFile", "")
+    return path if isinstance(path, str) else ""
 
 
 def _port_mapping(pm: Any) -> dict[str, Any]:

@@ -16,6 +16,10 @@ request's own config: ``standalone_deps(conf)`` has the shape of the thin plugin
 ``thin_deps(conf)``. ``run_standalone(req)`` is the whole entry point: it also removes the
 pod's status file after a successful DEL (Kubernetes drops the annotation with the pod; a state
 directory has to be cleaned explicitly).
+
+Who uses it: the daemon whenever it has no Kubernetes; the thin plugin when it has none and its
+config names a ``clusterNetwork`` (or ``nadDir``/``podDir``/``statusDir``) — a config of static
+``delegates`` alone keeps Go's plain mode there.
 """
 
 from __future__ import annotations

@@ -34,7 +34,8 @@ def cmd_check(req: Request, deps: Deps) -> None:
     )
     cni = delegates.cni_for(req, deps)
     for index, d in enumerate(found):
-        rt = runtime_conf(req, d, ifname_for(d, index, req), is_master=index == 0)
+        ifname = ifname_for(d, index, req)
+        rt = runtime_conf(req, d, ifname, is_master=index == 0, devinfo_root=deps.devinfo_root)
         net = resolve.net_of(d)
         if not at_least(net.cni_version, "0.4.0"):
             continue
@@ -117,10 +118,16 @@ def _gc_delegate_caches(req: Request, deps: Deps, live: set[str]) -> list[CniErr
         cmd = replace(req.cmd, command="DEL", container_id=cid, netns="", ifname=ifname)
         stale = Request(cmd=cmd, conf=req.conf, runtime_args=(), k8s=K8sArgs())
         try:
-            cmd_del(stale, Deps(executor=deps.executor, plugin_timeout=deps.plugin_timeout))
+            cmd_del(stale, _cache_only(deps))
         except CniError as exc:
             errors.append(exc)
     return errors
+
+
+def _cache_only(deps: Deps) -> Deps:
+    """``deps`` without pods, NADs, status or events: a stale sandbox is deleted from the
+    caches alone."""
+    return replace(deps, pods=None, nads=None, status=None, events=None)
 
 
 def _master_ifname(cni_dir: str, container_id: str) -> str:

@@ -27,7 +27,7 @@ from pymultus.cni.netconf import NetConf, NetConfList
 from pymultus.config.daemon import DaemonConf
 from pymultus.config.multus import DEFAULT_BIN_DIR, DEFAULT_CNI_DIR, MultusConf
 from pymultus.core import delegates, resolve
-from pymultus.core.add import _check_free, _emit_added
+from pymultus.core.add import check_ifname_free, emit_added
 from pymultus.core.delegate import Delegate, load_delegate
 from pymultus.core.pods import pod_for_add
 from pymultus.core.request import Request
@@ -108,9 +108,9 @@ class DelegateHandler:
             raise UnknownContainerError(
                 f"pod {req.k8s.pod_namespace}/{req.k8s.pod_name} not found", pod=req.who
             )
-        _check_free(req, deps, req.cmd.ifname, delegate.name)
+        check_ifname_free(req, deps, req.cmd.ifname, delegate.name)
         result = delegates.add(cni, net, self._runtime(req, delegate))
-        _emit_added(deps, pod, req.cmd.ifname, delegate.name, result)
+        emit_added(deps, pod, req.cmd.ifname, delegate.name, result)
         return add_response(result, JSON)
 
     def _runtime(self, req: Request, delegate: Delegate) -> RuntimeConf:
@@ -128,7 +128,7 @@ def with_attributes(delegate: Delegate, attrs: wire.InterfaceAttributes | None) 
     if attrs is None:
         return delegate
     if attrs.cni_args:
-        delegate = replace(delegate, raw=resolve._with_cni_args(delegate.raw, attrs.cni_args))
+        delegate = replace(delegate, raw=resolve.with_cni_args(delegate.raw, attrs.cni_args))
     return replace(
         delegate,
         ip_requests=tuple(attrs.ips or ()) or delegate.ip_requests,
