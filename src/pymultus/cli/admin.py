@@ -51,11 +51,11 @@ def uninstall(
     cni_conf_dir: Annotated[str, typer.Option(help="where 00-multus.conf is")] = "/etc/cni/net.d",
     bin_dir: Annotated[str, typer.Option(help="CNI bin dir holding the shim")] = DEFAULT_BIN_DIR,
 ) -> None:
-    """Remove 00-multus.conf and the shim: the only time pymultus deletes its config."""
-    for path in (
-        os.path.join(cni_conf_dir, "00-multus.conf"),
-        os.path.join(bin_dir, "multus-shim"),
-    ):
+    """Remove 00-multus.conf and the installed plugins: the only time pymultus deletes its
+    config."""
+    paths = [os.path.join(cni_conf_dir, "00-multus.conf")]
+    paths += [os.path.join(bin_dir, name) for name in ("multus-shim", "multus", "passthru")]
+    for path in paths:
         try:
             os.unlink(path)
             console.print(f"removed {path}")
