@@ -1,0 +1,1 @@
+"""``make bench``: benchmarks of pymultus against the floor and Go Multus (not tests)."""

@@ -6,6 +6,8 @@ plugins run one after another by that harness (no Multus, no API calls).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 NETWORKS = (0, 1, 2, 4, 8)
 
 GO_ADD = {
@@ -29,7 +31,7 @@ def go_ratio(networks: int) -> float | None:
     return GO_THICK_RATIO[NETWORKS.index(networks)] if networks in NETWORKS else None
 
 
-def go_value(table: dict[str, tuple[float, ...]], name: str, networks: int) -> float | None:
+def go_value(table: Mapping[str, tuple[float, ...]], name: str, networks: int) -> float | None:
     values = table.get(name)
     if values is None or networks not in NETWORKS:
         return None

@@ -68,7 +68,7 @@ def _spread(s: Summary) -> str:
     return f"{s.median:.1f} ({s.p10:.0f}-{s.p90:.0f}; {s.low:.0f}-{s.high:.0f})"
 
 
-def _go(table: dict[str, tuple[float, ...]], name: str, n: int) -> str:
+def _go(table: Mapping[str, tuple[float, ...]], name: str, n: int) -> str:
     value = go_value(table, name, n)
     return f"{value:g}" if value is not None else "-"
 

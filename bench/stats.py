@@ -33,10 +33,17 @@ class Summary:
 
     @classmethod
     def of(cls, values: Sequence[float]) -> Summary:
-        pct = [percentile(values, q) for q in (50, 10, 90, 99)]
         low = min(values) if values else math.nan
         high = max(values) if values else math.nan
-        return cls(len(values), *pct, low, high)
+        return cls(
+            n=len(values),
+            median=percentile(values, 50),
+            p10=percentile(values, 10),
+            p90=percentile(values, 90),
+            p99=percentile(values, 99),
+            low=low,
+            high=high,
+        )
 
 
 _POD = re.compile(r"^/api/v1/namespaces/[^/]+/pods/[^/]+(?P<status>/status)?$")

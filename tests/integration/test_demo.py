@@ -11,14 +11,15 @@ PYMULTUS = str(Path(sys.executable).with_name("pymultus"))
 
 
 def _netns() -> set[str]:
+    """The demo's namespaces (other tests may create their own at the same time)."""
     try:
-        return set(os.listdir("/var/run/netns"))
+        return {n for n in os.listdir("/var/run/netns") if n.startswith("pmdemo-")}
     except FileNotFoundError:
         return set()
 
 
 def _links() -> set[str]:
-    return set(os.listdir("/sys/class/net"))
+    return {n for n in os.listdir("/sys/class/net") if n.startswith(("pmbr", "pmmv", "pmmp"))}
 
 
 def test_demo_runs_and_leaves_nothing() -> None:
