@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from bench.latency import Matrix
 from bench.load import LoadResult
 from bench.memory import Rss
-from bench.reference import go_ratio
+from bench.reference import GO_LOAD_30x4, go_ratio
 from bench.startup import Startup
 
 MAX_OVERHEAD_MS = 15.0
@@ -112,6 +112,18 @@ def _load_checks(load: Sequence[LoadResult]) -> list[Check]:
                 f"≥ {MIN_RATE_30x4:g} pods/s, no error",
                 f"{r.pods_per_s:.1f} pods/s, {r.errors} errors",
                 r.pods_per_s >= MIN_RATE_30x4 and r.errors == 0,
+            )
+        )
+    direct = _find(load, "direct", 30, 4)
+    if r is not None and direct is not None and direct.pods_per_s:
+        share, need = r.pods_per_s / direct.pods_per_s, MIN_RATE_30x4 / GO_LOAD_30x4["direct"]
+        out.append(
+            Check(
+                "thick, 30 pods x 4, as a share of direct on this machine (not in the issue)",
+                f"≥ {need:.2f} (45 of Go's direct 74; Go thick "
+                f"{GO_LOAD_30x4['Go thick'] / GO_LOAD_30x4['direct']:.2f})",
+                f"{share:.2f} ({r.pods_per_s:.1f} of {direct.pods_per_s:.1f} pods/s)",
+                share >= need,
             )
         )
     r = _find(load, "thick", 100, 16)

@@ -44,11 +44,11 @@ def latency_chart(matrix: Matrix, path: Path) -> None:
         for name, values in go.items():
             label = f"{name} (issue #7)" if name != "direct" else "direct (issue #7)"
             ax.plot(NETWORKS, values, "--", color=GO_COLORS[name], alpha=0.6, label=label)
-        ax.set_title(f"{command}: one pod, median and p10-p90")
+        ax.set_title(f"{command}: one pod, median and p10-p90 (log scale)")
         ax.set_xlabel("extra networks")
         ax.set_ylabel("ms (wall time seen by the runtime)")
         ax.set_xticks(xs)
-        ax.set_ylim(bottom=0)
+        _log_ms(ax)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -75,10 +75,16 @@ def throughput_chart(results: Sequence[LoadResult], path: Path) -> None:
         for name, rate in GO_LOAD_30x4.items():
             ax.plot([j - 0.45, j + 0.45], [rate, rate], "--", color=GO_COLORS[name], alpha=0.7)
             ax.annotate(f"{name} {rate:g}", (j + 0.46, rate), fontsize=7, va="center")
+    for j, case in enumerate(cases):
+        for i, mode in enumerate(modes):
+            if not any((r.mode, r.parallel, r.pods) == (mode, *case) for r in results):
+                x = j + (i - (len(modes) - 1) / 2) * width
+                ax.text(x, 0.5, "not run", rotation=90, ha="center", va="bottom", fontsize=7)
+    _log_ms(ax99)
     names = [f"{n} pods\n{p} at a time" for p, n in cases]
     for a, title, ylabel in (
         (ax, "Throughput: ADD, 2 extra networks per pod", "pods/s (ADD makespan)"),
-        (ax99, "Per-pod ADD latency under load, p99", "ms"),
+        (ax99, "Per-pod ADD latency under load, p99 (log scale)", "ms"),
     ):
         a.set_xticks(range(len(cases)), names, fontsize=8)
         a.set_title(title)
@@ -88,3 +94,12 @@ def throughput_chart(results: Sequence[LoadResult], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _log_ms(ax: Any) -> None:
+    """A log axis labelled in plain milliseconds: ratios read as distances."""
+    from matplotlib.ticker import FuncFormatter  # noqa: PLC0415
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(v)[0] in "25" else ""))

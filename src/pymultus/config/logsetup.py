@@ -29,6 +29,8 @@ import re
 import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextvars import ContextVar
 
 from pymultus.config.logging import DEFAULT_MAX_SIZE_MB, LogLevel, LogOptions, LogSettings
 
@@ -152,3 +154,39 @@ def apply(
         target.addHandler(handler)
     if settings.level_note:
         print(settings.level_note, file=sys.stderr)
+
+
+# ---------------------------------------------------------------- per-call context fields
+
+#: Fields of the current request, in the order they are written.
+FIELDS: tuple[str, ...] = ("command", "containerID", "pod", "network", "plugin")
+_context: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("multus_log_context", default=())
+
+
+@contextlib.contextmanager
+def fields(**values: str) -> Iterator[None]:
+    """Add ``values`` (empty ones skipped) to every line logged in the body."""
+    current = dict(_context.get())
+    current.update({k: v for k, v in values.items() if v})
+    token = _context.set(tuple((k, current[k]) for k in FIELDS if k in current))
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def current_fields() -> dict[str, str]:
+    return dict(_context.get())
+
+
+class ContextFormatter(GoFormatter):
+    """``<RFC3339> [<level>] <msg> k=v ...``; values with spaces or quotes are quoted."""
+
+    def suffix(self, record: logging.LogRecord) -> str:
+        return " ".join(f"{k}={_quote(v)}" for k, v in _context.get())
+
+
+def _quote(value: str) -> str:
+    if value and not any(c.isspace() or c in '"=' for c in value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -198,12 +198,7 @@ def _attach_one(req: Request, deps: Deps, cni: CNIConfig, p: Planned, rt: Runtim
         prefix = f'{req.who[:-1]}:{name}]: error adding container to network "{name}": '
         raise prefixed(exc, prefix) from exc
     log.info(
-        "ADD of network %s (%s) on %s succeeded: containerID=%s pod=%s",
-        delegates.network_name(p.net),
-        d.name,
-        rt.ifname,
-        req.cmd.container_id,
-        req.pod_label,
+        "ADD of network %s (%s) on %s succeeded", delegates.network_name(p.net), d.name, rt.ifname
     )
     return result
 

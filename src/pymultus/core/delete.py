@@ -87,14 +87,7 @@ def _del_delegates(
             net = resolve.net_of(d)
             tried.add((delegates.network_name(net), rt.ifname))
             delegates.delete(cni, net, rt)
-            log.info(
-                "DEL of network %s (%s) on %s succeeded: containerID=%s pod=%s",
-                net.name,
-                d.name,
-                ifname,
-                req.cmd.container_id,
-                req.pod_label,
-            )
+            log.info("DEL of network %s (%s) on %s succeeded", net.name, d.name, ifname)
         except CniError as exc:
             errors.append(exc)
         if d.device_id:

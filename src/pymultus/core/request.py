@@ -56,12 +56,6 @@ class Request:
         )
 
     @property
-    def pod_label(self) -> str:
-        """``namespace/name`` of the pod for log lines; ``-`` when CNI_ARGS names none."""
-        k = self.k8s
-        return f"{k.pod_namespace}/{k.pod_name}" if k.pod_name else "-"
-
-    @property
     def who(self) -> str:
         """``[ns/pod/uid]`` prefix Go Multus puts on its errors; the container id otherwise."""
         k = self.k8s

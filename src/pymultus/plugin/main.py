@@ -148,11 +148,20 @@ def _config_version(stdin: bytes) -> str:
     return conf.cni_version if conf is not None else ""
 
 
+def _pod_of(cni_args: str) -> str:
+    """``ns/name`` from CNI_ARGS for log lines; "" when it cannot be read."""
+    found = dict(pair.partition("=")[::2] for pair in cni_args.split(";"))
+    ns, name = found.get("K8S_POD_NAMESPACE", ""), found.get("K8S_POD_NAME", "")
+    return f"{ns}/{name}" if name else ""
+
+
 def _setup_logging(stdin: bytes) -> None:
     """Logging as the config says; a config that does not parse gets the defaults (its error
     is reported by the call itself)."""
     conf = _parsed(stdin)
-    logsetup.apply(conf.log if conf is not None else LogSettings())
+    logsetup.apply(
+        conf.log if conf is not None else LogSettings(), formatter=logsetup.ContextFormatter()
+    )
 
 
 def main(base: Deps | None = None) -> None:
@@ -165,8 +174,12 @@ def main(base: Deps | None = None) -> None:
         return
     stdin = sys.stdin.buffer.read()
     _setup_logging(stdin)
+    pod = _pod_of(os.environ.get("CNI_ARGS", ""))
     try:
-        out = handle(os.environ, stdin, base=base)
+        with logsetup.fields(
+            command=command, containerID=os.environ.get("CNI_CONTAINERID", ""), pod=pod
+        ):
+            out = handle(os.environ, stdin, base=base)
     except CniError as err:
         log.error("%s failed: %s", command, err)
         sys.stdout.buffer.write(err.to_json(_config_version(stdin)))

@@ -27,12 +27,12 @@ def test_verbose_log_file_has_a_line_per_delegate(cluster: Cluster) -> None:
     assert add.stderr == b""
     found = lines(log_file.read_text())
     assert found and all(LINE.fullmatch(line) for line in found), found
-    who = f"containerID={pod.container_id} pod=default/logged"
+    who = f"containerID={pod.container_id} pod=default/logged"  # fields on every line
     expected = [
-        f"[verbose] ADD of network pm-cluster (pm-cluster) on eth0 succeeded: {who}",
-        f"[verbose] ADD of network br-a (default/br-a) on net1 succeeded: {who}",
-        f"[verbose] DEL of network br-a (default/br-a) on net1 succeeded: {who}",
-        f"[verbose] DEL of network pm-cluster (pm-cluster) on eth0 succeeded: {who}",
+        f"[verbose] ADD of network pm-cluster (pm-cluster) on eth0 succeeded command=ADD {who}",
+        f"[verbose] ADD of network br-a (default/br-a) on net1 succeeded command=ADD {who}",
+        f"[verbose] DEL of network br-a (default/br-a) on net1 succeeded command=DEL {who}",
+        f"[verbose] DEL of network pm-cluster (pm-cluster) on eth0 succeeded command=DEL {who}",
     ]
     assert [line.split(" ", 1)[1] for line in found] == expected
 
