@@ -44,7 +44,13 @@ test-integration: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/pymultus demo
 
-bench: $(STAMP)
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install -q -e '.[test,bench]'
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(PY) bench/run.py
 
 clean:

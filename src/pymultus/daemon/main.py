@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -43,6 +44,7 @@ from pymultus.daemon import logs
 from pymultus.daemon.cache import WatchCache
 from pymultus.daemon.confmanager import ConfigManager, wait_for_file
 from pymultus.daemon.delegate_api import DelegateHandler
+from pymultus.daemon.events import BackgroundEvents
 from pymultus.daemon.executor import DEFAULT_DELEGATE_LIMIT, LimitedExecutor
 from pymultus.daemon.handler import Backend, CniHandler
 from pymultus.daemon.metrics import Metrics
@@ -99,7 +101,9 @@ def build_deps(conf: DaemonConf, *, kubeconfig: str | None, executor: Executor) 
     if client is None:
         return Sources(deps)
     api = KubeApi(client)
-    deps.status, deps.events = ApiStatus(api), ApiEvents(api)
+    events = BackgroundEvents(ApiEvents(api))  # never on the ADD's critical path
+    events.start()
+    deps.status, deps.events = ApiStatus(api), events
     node = os.environ.get(NODE_NAME_ENV, "")
     factory = async_client_factory(kubeconfig, config=client.config) if node else None
     if factory is None:
@@ -273,6 +277,8 @@ async def run(conf: DaemonConf, kubeconfig: str | None) -> int:
         return fatal(conf, EXIT_MANAGER, str(exc))
     daemon.on_ready.append(manager.start)
     daemon.on_shutdown.append(manager.stop)
+    if isinstance(daemon.deps.events, BackgroundEvents):
+        daemon.on_shutdown.append(functools.partial(asyncio.to_thread, daemon.deps.events.stop))
     if cache is not None:
         await cache.start()
         daemon.on_shutdown.append(cache.stop)
