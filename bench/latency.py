@@ -27,6 +27,10 @@ from bench.world import PodId, World
 
 MATRIX_MODES = ("thick", "thin", "direct", "socket")
 COMMANDS = ("ADD", "DEL")
+#: Modes whose Kubernetes Events go out from a background queue (the daemon's): an event that
+#: lands inside a later call's time window was not sent by that call.
+BACKGROUND_EVENTS = frozenset({"thick", "socket"})
+EVENT_KIND = "POST event"
 CACHE_SETTLE = 1.0  # seconds for the daemon's watch to deliver the pods just created
 
 Cell = tuple[str, str, int]  # (mode, command, networks)
@@ -115,6 +119,9 @@ def _record(matrix: Matrix, world: World, sequence: list[Call]) -> None:
         end = call.start + call.ms / 1000
         until = sequence[i + 1].start if i + 1 < len(sequence) else end + 0.2
         crit, after = kinds(call.start, end), kinds(end + 1e-9, until - 1e-9)
+        if call.mode in BACKGROUND_EVENTS:  # sent from a queue: never awaited by the call
+            after += [k for k in crit if k == EVENT_KIND]
+            crit = [k for k in crit if k != EVENT_KIND]
         count = matrix.api.setdefault(cell, ApiCount())
         count.critical.append(len(crit))
         count.after.append(len(after))
