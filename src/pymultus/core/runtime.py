@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from pymultus.cni.chain import RuntimeConf
 from pymultus.config.multus import MultusConf
 from pymultus.core.delegate import Delegate
@@ -83,15 +85,10 @@ def _attachment_caps(delegate: Delegate, sel: NetworkSelection | None) -> dict[s
     """Capability args of a secondary attachment, from the pod's request only."""
     caps: dict[str, Any] = {}
     if sel is not None and sel.port_mappings:
-        caps["portMappings"] = [_port_mapping(pm) for pm in sel.port_mappings]
+        # Go's PortMapEntry/BandwidthEntry JSON is the Structs' own encoding
+        caps["portMappings"] = msgspec.to_builtins(list(sel.port_mappings))
     if sel is not None and sel.bandwidth is not None:
-        bw = sel.bandwidth
-        caps["bandwidth"] = {
-            "ingressRate": bw.ingressRate,
-            "ingressBurst": bw.ingressBurst,
-            "egressRate": bw.egressRate,
-            "egressBurst": bw.egressBurst,
-        }
+        caps["bandwidth"] = msgspec.to_builtins(sel.bandwidth)
     if delegate.ip_requests:
         caps["ips"] = list(delegate.ip_requests)
     if delegate.mac_request:
@@ -106,12 +103,3 @@ def device_info_file(rt: RuntimeConf) -> str:
     device."""
     path = rt.capability_args.get("CNIDeviceInfoFile", "")
     return path if isinstance(path, str) else ""
-
-
-def _port_mapping(pm: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"hostPort": pm.hostPort, "containerPort": pm.containerPort}
-    if pm.protocol:
-        out["protocol"] = pm.protocol
-    if pm.hostIP:
-        out["hostIP"] = pm.hostIP
-    return out
