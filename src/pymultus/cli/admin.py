@@ -71,6 +71,8 @@ def status(
     output: Annotated[str, typer.Option("--output", "-o", help="table or json")] = "table",
 ) -> None:
     """What is attached on this node: pod, interface, network, IPs, MAC, default."""
+    if output not in ("table", "json"):
+        raise typer.BadParameter(f"{output!r}: use table or json", param_hint="'--output'")
     rows: list[dict[str, Any]] = []
     for box in inventory.sandboxes(cni_dir):
         if pod and pod not in (box.pod, box.pod.split("/")[-1]):

@@ -106,6 +106,6 @@ def generate_config(
             if now != seen:
                 console.print("primary config or service-account token changed: rewritten")
                 seen = now
-    except CniError as exc:
-        console.print(f"[red]{exc}[/]")
+    except (CniError, OSError) as exc:  # OSError: a path given on the command line
+        console.print(str(exc), style="red", markup=False)
         raise typer.Exit(1) from None

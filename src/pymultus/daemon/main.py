@@ -9,8 +9,11 @@ port → ``00-multus.conf`` written and watched (3 if listening or writing fails
 Shutdown on SIGTERM/SIGINT: ``/readyz`` answers 500 at once (the shim then holds new ADDs),
 requests in flight finish (new ones are still served: a DEL must not be lost), and when none
 is left — or after ``drain_timeout`` — the listener closes, the config manager and the cache
-stop (``00-multus.conf`` stays, unlike Go), the socket file goes, exit 0. If the readiness
-indicator file disappears the same shutdown ends with exit 2, as in Go.
+stop (``00-multus.conf`` stays, unlike Go), exit 0. The socket file stays too: the shim reads
+"no socket file" as "Multus is not installed" and lets a DEL succeed, so a DEL during a
+restart would be lost; a dead socket answers code 11 and the runtime retries. If the
+readiness indicator file disappears the same shutdown ends with exit 2, as in Go, and the
+socket file goes with ``00-multus.conf``.
 
 Differences from Go, on purpose: only the stale socket file is removed, never the whole socket
 directory (Go deletes ``socketDir`` recursively, whatever else lives there); a socket that a
@@ -169,8 +172,9 @@ class Daemon:
         for hook in self.on_ready:
             await hook()
 
-    async def shutdown(self) -> None:
-        """Readiness off, let requests in flight finish, then stop everything."""
+    async def shutdown(self, *, remove_socket: bool = False) -> None:
+        """Readiness off, let requests in flight finish, then stop everything. The socket
+        file is kept unless ``remove_socket`` (see the module docstring: DELs in a restart)."""
         self.health.shutting_down = True
         if self._server is not None:
             log.info("shutting down: %d request(s) in flight", self._server.in_flight)
@@ -181,7 +185,7 @@ class Daemon:
             await self._metrics_server.close()
         for hook in self.on_shutdown:
             await hook()
-        if self._owns_socket:
+        if self._owns_socket and remove_socket:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.socket_path)
         if self._pool is not None:
@@ -294,7 +298,7 @@ async def run(conf: DaemonConf, kubeconfig: str | None) -> int:
         return fatal(conf, EXIT_LISTEN, str(exc))
     await stop.wait()
     log.info("stopping: readyz now fails, draining requests in flight")
-    await daemon.shutdown()
+    await daemon.shutdown(remove_socket=exit_code[0] == EXIT_MANAGER)
     return exit_code[0]
 
 
