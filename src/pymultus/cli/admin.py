@@ -14,6 +14,7 @@ from rich.table import Table
 
 from pymultus.config.multus import DEFAULT_BIN_DIR, DEFAULT_CNI_DIR
 from pymultus.core import inventory
+from pymultus.k8s.files import DEFAULT_STATE_DIR
 
 console = Console()
 
@@ -92,6 +93,10 @@ def status(
             )
     if output == "json":
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+    if pod and not rows:
+        Console(stderr=True).print(f"no attachment of pod {pod} in {cni_dir}")
+        raise typer.Exit(1)
+    if output == "json":
         return
     table = Table(title=f"attachments on this node ({cni_dir})")
     for col in ("pod", "interface", "network", "IPs", "MAC", "default"):
@@ -116,10 +121,13 @@ def cache_gc(
     cni_dir: Annotated[str, typer.Option(help="Multus cniDir")] = DEFAULT_CNI_DIR,
     bin_dir: Annotated[list[str] | None, typer.Option(help="CNI plugin dirs")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="only list")] = False,
+    status_dir: Annotated[
+        str, typer.Option(help="standalone network-status files to drop too")
+    ] = DEFAULT_STATE_DIR,
 ) -> None:
     """DEL and forget sandboxes whose network namespace no longer exists."""
     dirs = bin_dir or [DEFAULT_BIN_DIR, "/usr/lib/cni"]
-    stale = inventory.collect_stale(cni_dir, dirs, dry_run=dry_run)
+    stale = inventory.collect_stale(cni_dir, dirs, dry_run=dry_run, status_dir=status_dir)
     for box, error in stale:
         verb = "would remove" if dry_run else "removed"
         note = f" (DEL failed: {error})" if error else ""

@@ -151,20 +151,20 @@ class Lab:
     def start_daemon(self, timeout: float = 20.0) -> str:
         """Start multus-daemon in the host namespace; returns the generated config's path."""
         daemon = str(Path(sys.executable).with_name("multus-daemon"))
-        log = self.path("daemon.stderr").open("wb")
-        self.daemon = subprocess.Popen(
-            [
-                "ip",
-                "netns",
-                "exec",
-                self.host,
-                daemon,
-                "-config",
-                str(self.path("daemon-config.json")),
-            ],
-            stdout=log,
-            stderr=log,
-        )
+        with self.path("daemon.stderr").open("wb") as log:  # the child keeps its own copy
+            self.daemon = subprocess.Popen(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    self.host,
+                    daemon,
+                    "-config",
+                    str(self.path("daemon-config.json")),
+                ],
+                stdout=log,
+                stderr=log,
+            )
         generated = self.path("net.d", "00-multus.conf")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -20,6 +20,8 @@ from pymultus.core import scratch
 from pymultus.core.delete import cmd_del
 from pymultus.core.deps import Deps
 from pymultus.core.request import K8sArgs, Request
+from pymultus.k8s.files import remove_record
+from pymultus.k8s.refs import PodRef
 
 
 @dataclass(frozen=True)
@@ -107,10 +109,11 @@ def _container_ids(cni_dir: str) -> list[str]:
 
 
 def collect_stale(
-    cni_dir: str, bin_dirs: Sequence[str], *, dry_run: bool
+    cni_dir: str, bin_dirs: Sequence[str], *, dry_run: bool, status_dir: str = ""
 ) -> list[tuple[Sandbox, CniError | None]]:
     """DEL every sandbox whose network namespace is gone (releasing its IP allocations, as
-    the runtime's DEL would have), then drop its caches. Returns each stale sandbox with the
+    the runtime's DEL would have), then drop its caches and, in standalone mode
+    (``status_dir``), the network-status file it wrote. Returns each stale sandbox with the
     error its DEL gave, if any."""
     conf = MultusConf(raw=b"{}", name="pymultus-cache-gc", cni_dir=cni_dir, bin_dir=bin_dirs[0])
     done: list[tuple[Sandbox, CniError | None]] = []
@@ -122,7 +125,14 @@ def collect_stale(
             cmd = CmdArgs("DEL", box.container_id, "", "eth0", "", tuple(bin_dirs), b"")
             try:
                 cmd_del(Request(cmd, conf, (), K8sArgs()), Deps())
+                _forget_status(status_dir, box)
             except CniError as exc:
                 error = exc
         done.append((box, error))
     return done
+
+
+def _forget_status(status_dir: str, box: Sandbox) -> None:
+    namespace, _, name = box.pod.partition("/")
+    if status_dir and name:
+        remove_record(status_dir, PodRef(namespace, name), container_id=box.container_id)
