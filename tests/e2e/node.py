@@ -24,6 +24,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -261,7 +262,7 @@ class Node:
     def _wait_daemon(self) -> None:
         sock = self.path("run", "multus.sock")
         deadline = time.monotonic() + DAEMON_READY_TIMEOUT
-        while not (self.generated.exists() and sock.exists()):
+        while not (self.generated.exists() and _answers(sock)):
             assert self.daemon is not None
             if self.daemon.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"multus-daemon did not start:\n{self.tail('daemon.stderr')}")
@@ -362,3 +363,16 @@ class Node:
         if not problems:
             shutil.rmtree(self.work, ignore_errors=True)
         return problems
+
+
+def _answers(sock: Path) -> bool:
+    """The daemon listens (its socket file outlives a stopped daemon, so existing is not
+    enough)."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(sock))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
