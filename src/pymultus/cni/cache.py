@@ -16,7 +16,6 @@ so a crash never leaves half a file for a later DEL to trip on.
 from __future__ import annotations
 
 import base64
-import binascii
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -175,7 +174,8 @@ def decode(data: bytes, *, path: str = "") -> CacheEntry:
             raise DecodeError(f"{where}: not a JSON object", path=path or None)
         wire = msgspec.convert(_fold_keys(raw), _Wire)
         config = base64.b64decode(wire.config or "", validate=True)
-    except (msgspec.DecodeError, msgspec.ValidationError, binascii.Error) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+        # ValueError: bad base64 or non-ASCII in ``config`` (binascii.Error, UnicodeError)
         raise DecodeError(f"{where}: not a libcni cache entry: {exc}", path=path or None) from exc
     if wire.kind != KIND:
         raise DecodeError(f"{where}: cache entry has wrong kind {wire.kind!r}", path=path or None)
