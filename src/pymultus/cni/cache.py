@@ -80,7 +80,7 @@ def result_bytes(encoded: bytes) -> bytes:
     """A result as libcni caches it: marshalled, decoded into a Go map, marshalled again."""
     try:
         obj = msgspec.json.decode(encoded)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise DecodeError(f"cannot cache a result that is not JSON: {exc}") from exc
     if not isinstance(obj, dict):
         raise DecodeError("cannot cache a result that is not a JSON object")

@@ -116,7 +116,7 @@ def _config_name(stdin: bytes) -> str:
     """The ``name`` of the network config on stdin; skel refuses to run without a valid one."""
     try:
         return _named_decoder.decode(stdin).name
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
         raise DecodeError(f"error unmarshall network config: {exc}", field="stdin") from exc
 
 

@@ -270,7 +270,7 @@ def plugin_versions(
 def _decode_versions(plugin_type: str, out: bytes) -> list[str]:
     try:
         info = _version_decoder.decode(out)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
         raise DecodeError(f"decoding version info of plugin {plugin_type!r}: {exc}") from exc
     if not info.cniVersion:
         raise DecodeError(f"decoding version info of plugin {plugin_type!r}: missing cniVersion")

@@ -96,7 +96,7 @@ def decode_object(data: bytes, what: str = "configuration") -> dict[str, Any]:
     """JSON bytes that must hold an object."""
     try:
         obj = msgspec.json.decode(data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise DecodeError(f"error parsing {what}: {exc}") from exc
     if not isinstance(obj, dict):
         raise DecodeError(f"error parsing {what}: expected a JSON object, got {_kind(obj)}")

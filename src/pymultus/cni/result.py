@@ -227,7 +227,7 @@ def _decode_error(exc: Exception) -> DecodeError:
 def _decode(data: bytes, kind: type[Any]) -> Any:
     try:
         return msgspec.json.decode(data, type=kind)
-    except (msgspec.DecodeError, RecursionError) as exc:
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
         raise _decode_error(exc) from exc
 
 

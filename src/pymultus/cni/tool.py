@@ -55,7 +55,7 @@ def _capability_args(value: str) -> Mapping[str, Any]:
         return {}
     try:
         parsed = msgspec.json.decode(value)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise InvalidEnvironmentError(
             f"CAP_ARGS is not valid JSON: {exc}", field="CAP_ARGS"
         ) from exc

@@ -264,7 +264,11 @@ def _prev_result(data: bytes, obj: Mapping[str, Any]) -> bytes | None:
         return None
     try:
         pieces = msgspec.json.decode(data, type=dict[str, msgspec.Raw])
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:  # pragma: no cover
+    except (
+        msgspec.DecodeError,
+        msgspec.ValidationError,
+        UnicodeDecodeError,
+    ) as exc:  # pragma: no cover
         raise DecodeError(f"error parsing multus config: {exc}") from exc
     found, raw = go_field(pieces, "prevResult")
     return bytes(raw) if found else None

@@ -110,7 +110,7 @@ def load_documents(text: str) -> list[Any]:
     """JSON (one value), else YAML (any number of documents). Raises ``yaml.YAMLError``."""
     try:
         return [msgspec.json.decode(text.encode())]
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         return [doc for doc in yaml.safe_load_all(text) if doc is not None]
 
 
@@ -545,7 +545,7 @@ def _elements(value: str) -> tuple[list[str], Callable[[Sequence[str]], str]] | 
         return value.split(","), ",".join
     try:
         items = msgspec.json.decode(value.encode())
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         return None
     if not isinstance(items, list):
         return None

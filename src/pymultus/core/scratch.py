@@ -168,7 +168,7 @@ def decode_delegates(data: bytes, *, path: str = "") -> list[Delegate]:
     array, or whose entries do not parse, raises ``DecodeError`` ("cache corrupt")."""
     try:
         items = msgspec.json.decode(data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise DecodeError(f"delegate cache is not valid JSON: {exc}", path=path or None) from exc
     if items is None:
         return []

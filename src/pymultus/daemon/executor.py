@@ -46,7 +46,7 @@ def network_name(stdin: bytes) -> str:
     """The ``name`` libcni injected into a plugin's stdin ("" when it cannot be read)."""
     try:
         return _name_decoder.decode(stdin).name
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
         return ""
 
 

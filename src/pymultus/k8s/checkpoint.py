@@ -63,7 +63,7 @@ def parse_checkpoint(data: bytes, *, path: str = "") -> list[PodDevicesEntry]:
     bytes are not such a file."""
     try:
         decoded = _decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as err:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as err:
         where = f" {path}" if path else ""
         raise DecodeError(
             f"invalid kubelet device-plugin checkpoint{where}: {err}", path=path or None

@@ -68,7 +68,7 @@ def parse_device_info(data: bytes, *, path: str = "") -> DeviceInfo:
     """Decode a device-info file (written by a device plugin, a CNI plugin or Multus)."""
     try:
         return _decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as err:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as err:
         raise DecodeError(f"invalid device-info JSON: {err}", path=path or None) from err
 
 

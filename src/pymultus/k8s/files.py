@@ -78,7 +78,7 @@ def parse_documents(data: bytes, path: str) -> list[Any]:
             value = msgspec.json.decode(data)
             return list(value) if isinstance(value, list) else [value]
         return [doc for doc in yaml.load_all(data, Loader=_LOADER) if doc is not None]
-    except (msgspec.DecodeError, yaml.YAMLError) as exc:
+    except (msgspec.DecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
         raise DecodeError(f"{path}: not valid {_format(path)}: {exc}", path=path) from exc
 
 
@@ -335,7 +335,7 @@ def write_record(root: str, record: StatusRecord) -> str:
 def _decode_record(data: bytes, path: str) -> StatusRecord:
     try:
         return msgspec.json.decode(data, type=StatusRecord)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
         raise DecodeError(f"{path}: not a pymultus status file: {exc}", path=path) from exc
 
 

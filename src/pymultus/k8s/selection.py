@@ -351,7 +351,12 @@ def _json_element(path: str, value: Any, namespace: str) -> NetworkSelection:
 def _decode_json_list(annotation: str, value: str) -> list[Any]:
     try:
         decoded = msgspec.json.decode(value.encode("utf-8", "surrogatepass"))
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeEncodeError) as err:
+    except (
+        msgspec.DecodeError,
+        msgspec.ValidationError,
+        UnicodeEncodeError,
+        UnicodeDecodeError,
+    ) as err:
         raise _fail(annotation, f"is not valid JSON: {err}") from err
     if not isinstance(decoded, list):
         raise _fail(annotation, f"must be a JSON list of objects, not {_json_type(decoded)}")

@@ -174,7 +174,12 @@ def parse_network_status(value: str) -> list[NetworkStatus]:
     """Read an annotation back (ours or one Go Multus wrote)."""
     try:
         return _status_decoder.decode(value.encode("utf-8", "surrogatepass"))
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeEncodeError) as err:
+    except (
+        msgspec.DecodeError,
+        msgspec.ValidationError,
+        UnicodeEncodeError,
+        UnicodeDecodeError,
+    ) as err:
         raise DecodeError(
             f"{STATUS_ANNOTATION}: invalid network-status: {err}", field=STATUS_ANNOTATION
         ) from err

@@ -103,7 +103,7 @@ def _decode(decoder: msgspec.json.Decoder[_T], body: bytes) -> _T:
         field = path or "body"
         what = text[: found.start()] if found else text
         raise WireError(f"invalid request body: {field}: {what}", field=field) from exc
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise WireError(f"invalid request body: not JSON: {exc}", field="body") from exc
 
 
