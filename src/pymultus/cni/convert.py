@@ -186,6 +186,11 @@ def _from_040_to_020(result: AnyResult, to_version: str) -> AnyResult:
 @_register(Family.V040, Family.V100)
 def _from_040_to_100(result: AnyResult, to_version: str) -> AnyResult:
     assert isinstance(result, Result040)
+    return _as_100(result, to_version)
+
+
+def _as_100(result: Result040 | Result, to_version: str) -> Result:
+    """A 1.0.0 result from a 0.4-family or 1.1.0 one: only the fields 1.0.0 has."""
     return Result(
         cniVersion=to_version,
         interfaces=[
@@ -193,7 +198,7 @@ def _from_040_to_100(result: AnyResult, to_version: str) -> AnyResult:
         ],
         ips=[IPConfig(i.interface, i.address, i.gateway) for i in result.ips],
         routes=[_legacy_route(r) for r in result.routes],
-        dns=_dns_1x(result.dns),
+        dns=_dns_1x(result.dns) if result.dns is not None else None,
     )
 
 
@@ -221,12 +226,4 @@ def _from_100_to_110(result: AnyResult, to_version: str) -> AnyResult:
 @_register(Family.V110, Family.V100)
 def _from_110_to_100(result: AnyResult, to_version: str) -> AnyResult:
     assert isinstance(result, Result)
-    return Result(
-        cniVersion=to_version,
-        interfaces=[
-            Interface(name=i.name, mac=i.mac, sandbox=i.sandbox) for i in result.interfaces
-        ],
-        ips=[IPConfig(i.interface, i.address, i.gateway) for i in result.ips],
-        routes=[_legacy_route(r) for r in result.routes],
-        dns=_dns_1x(result.dns) if result.dns is not None else None,
-    )
+    return _as_100(result, to_version)

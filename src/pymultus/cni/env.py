@@ -101,7 +101,7 @@ def parse_plugin_env(environ: Mapping[str, str], stdin: bytes) -> CmdArgs:
         validate_container_id(args.container_id)
         validate_ifname(args.ifname)
     if command != "VERSION":
-        validate_network_name(_config_name(stdin))
+        validate_network_name(config_name(stdin))
     return args
 
 
@@ -112,7 +112,7 @@ class _NamedConfig(msgspec.Struct):
 _named_decoder = msgspec.json.Decoder(_NamedConfig)
 
 
-def _config_name(stdin: bytes) -> str:
+def config_name(stdin: bytes) -> str:
     """The ``name`` of the network config on stdin; skel refuses to run without a valid one."""
     try:
         return _named_decoder.decode(stdin).name

@@ -18,9 +18,8 @@ import threading
 import time
 from collections.abc import Mapping
 
-import msgspec
-
-from pymultus.cni.errors import InvalidConfigError
+from pymultus.cni.env import config_name
+from pymultus.cni.errors import CniError, InvalidConfigError
 from pymultus.cni.invoke import Executor
 from pymultus.daemon import logs
 from pymultus.daemon.metrics import Metrics
@@ -35,18 +34,11 @@ DEFAULT_DELEGATE_LIMIT = max(8, 2 * (os.cpu_count() or 1))
 LIMIT_KEY = "maxDelegateProcesses"
 
 
-class _Named(msgspec.Struct):
-    name: str = ""
-
-
-_name_decoder = msgspec.json.Decoder(_Named)
-
-
 def network_name(stdin: bytes) -> str:
     """The ``name`` libcni injected into a plugin's stdin ("" when it cannot be read)."""
     try:
-        return _name_decoder.decode(stdin).name
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+        return config_name(stdin)
+    except CniError:
         return ""
 
 
