@@ -31,6 +31,7 @@ from pymultus.cni.errors import CniError, DecodeError, InternalError
 from pymultus.cni.invoke import find_plugin
 from pymultus.cni.version import ALL_VERSIONS, require_known
 from pymultus.config.daemon import parse_daemon_conf
+from pymultus.config.logging import parse_level
 from pymultus.config.multus import parse_multus_conf
 
 DEFAULT_BIN_DIRS: tuple[str, ...] = ("/opt/cni/bin", "/usr/lib/cni")
@@ -459,6 +460,7 @@ def _check_multus(text: str, dirs: Sequence[str]) -> list[Problem]:
     if problems:
         return problems
     problems = [problem_of(err) for err in collect_errors(parse_multus_conf, obj)]
+    problems += _log_level(obj)
     _, bin_dir = netconf.go_field(obj, "binDir")
     search = [bin_dir, *dirs] if isinstance(bin_dir, str) and bin_dir else list(dirs)
     _, delegates = netconf.go_field(obj, "delegates")
@@ -466,6 +468,15 @@ def _check_multus(text: str, dirs: Sequence[str]) -> list[Problem]:
         if isinstance(delegate, Mapping):
             problems += check_cni_object(delegate, f"delegates[{i}]", search)
     return problems
+
+
+def _log_level(obj: Mapping[str, Any]) -> list[Problem]:
+    """A level Go Multus does not know is ignored at run time (the old level stays), which is
+    rarely what the writer meant: say so."""
+    _, level = netconf.go_field(obj, "logLevel")
+    if isinstance(level, str) and level and parse_level(level) is None:
+        return [Problem("logLevel", f"{level!r} is not a level", "debug, verbose, error or panic")]
+    return []
 
 
 def _check_daemon(text: str, dirs: Sequence[str]) -> list[Problem]:

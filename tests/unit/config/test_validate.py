@@ -402,3 +402,12 @@ _objects = st.dictionaries(_keys, _json_values, max_size=6)
 def test_any_input_gives_a_report_never_an_exception(data: str | bytes, kind: Kind) -> None:
     report = validate(data, kind=kind, bin_dirs=["/nonexistent"], check_selection=check_selection)
     assert all(isinstance(p, Problem) for p in report.problems)
+
+
+def test_an_unknown_log_level_is_reported() -> None:
+    """Go keeps the old level for a level it does not know; validate says so."""
+    conf = '{"name":"m","cniVersion":"1.0.0","type":"multus","clusterNetwork":"/x",'
+    report = validate(conf + '"logLevel":"bogus"}', kind="multus-config", bin_dirs=[])
+    assert [p.location for p in report.problems] == ["logLevel"]
+    fine = validate(conf + '"logLevel":"VERBOSE"}', kind="multus-config", bin_dirs=[])
+    assert fine.problems == ()
