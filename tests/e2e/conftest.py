@@ -15,12 +15,14 @@ PID, its mounts unmounted and every directory removed, also when tests failed.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -42,6 +44,7 @@ _ensure_cri_package()
 
 from tests.e2e.clusters import Cluster, Standalone, api_server_cluster  # noqa: E402
 from tests.e2e.containerd import cni_config_loaded  # noqa: E402
+from tests.e2e.leaks import LIBCNI_RESULTS  # noqa: E402
 from tests.e2e.node import Node  # noqa: E402
 from tests.support.cri import CriClient  # noqa: E402
 
@@ -81,6 +84,7 @@ def e2e_node() -> Iterator[Node]:
     """The node of every e2e test: host netns, files, multus-daemon (standalone first, so
     00-multus.conf is there before containerd reads conf_dir) and containerd."""
     _ensure_apt_packages()
+    created = _missing_parents(LIBCNI_RESULTS)  # containerd makes them; we remove them again
     node = Node()
     try:
         node.setup()
@@ -91,8 +95,20 @@ def e2e_node() -> Iterator[Node]:
         yield node
     finally:
         problems = node.destroy()
+        for directory in created:  # deepest first; only if containerd left them empty
+            with contextlib.suppress(OSError):
+                directory.rmdir()
         if problems:
             print(f"e2e teardown left: {problems}; kept {node.work}", file=sys.stderr)
+
+
+def _missing_parents(path: Path) -> list[Path]:
+    """``path`` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    return missing
 
 
 @pytest.fixture(scope="package")

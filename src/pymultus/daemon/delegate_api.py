@@ -15,7 +15,6 @@ with the pod's own ADD or DEL.
 
 from __future__ import annotations
 
-import functools
 import logging
 from dataclasses import replace
 
@@ -32,7 +31,7 @@ from pymultus.core.delegate import Delegate, load_delegate
 from pymultus.core.pods import pod_for_add
 from pymultus.core.request import Request
 from pymultus.core.runtime import runtime_conf
-from pymultus.daemon.handler import Backend, add_response, decode_error, require_pod
+from pymultus.daemon.handler import Backend, add_response, require_pod
 from pymultus.daemon.server import JSON, HttpRequest, HttpResponse
 from pymultus.protocol import wire
 
@@ -62,13 +61,9 @@ class DelegateHandler:
         self.backend = backend
 
     async def __call__(self, request: HttpRequest) -> HttpResponse:
-        try:
-            body = wire.decode_delegate_request(request.body)
-        except wire.WireError as exc:
-            log.error("bad /delegate request: %s", exc.msg)
-            return decode_error(exc)
-        verb = body.env.get("CNI_COMMAND", "")
-        return await self.backend.call(verb, body.env, functools.partial(self.run, body))
+        return await self.backend.serve(
+            request, "/delegate", wire.decode_delegate_request, self.run
+        )
 
     def run(self, body: wire.DelegateRequest) -> HttpResponse:
         """The whole call, in a worker thread."""

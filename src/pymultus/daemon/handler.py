@@ -33,6 +33,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import Executor as ThreadPool
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from pymultus.cni.convert import AnyResult, convert, encode_result
 from pymultus.cni.env import CmdArgs, parse_plugin_env
@@ -87,6 +88,10 @@ class ContainerLocks:
                 del self._slots[container_id]
 
 
+#: A decoded ``/cni`` or ``/delegate`` body.
+Body = TypeVar("Body", wire.CniRequest, wire.DelegateRequest)
+
+
 @dataclass
 class Backend:
     """What ``/cni`` and ``/delegate`` share: the core's dependencies, the worker pool, the
@@ -109,6 +114,23 @@ class Backend:
                 ctx = contextvars.copy_context()
                 loop = asyncio.get_running_loop()
                 return await loop.run_in_executor(self.pool, ctx.run, _boundary, verb, work)
+
+    async def serve(
+        self,
+        request: HttpRequest,
+        path: str,
+        decode: Callable[[bytes], Body],
+        run: Callable[[Body], HttpResponse],
+    ) -> HttpResponse:
+        """Decode a ``/cni`` or ``/delegate`` body (400 naming the field when it is wrong),
+        then ``run`` it through ``call``."""
+        try:
+            body = decode(request.body)
+        except wire.WireError as exc:
+            log.error("bad %s request: %s", path, exc.msg)
+            return decode_error(exc)
+        verb = body.env.get("CNI_COMMAND", "")
+        return await self.call(verb, body.env, functools.partial(run, body))
 
     def complete_env(self, env: Mapping[str, str]) -> dict[str, str]:
         """The request's env with CNI_PATH filled in when it has none."""
@@ -175,13 +197,7 @@ class CniHandler:
         self._prepared = functools.lru_cache(maxsize=PREPARED_CACHE_SIZE)(self._prepare)
 
     async def __call__(self, request: HttpRequest) -> HttpResponse:
-        try:
-            body = wire.decode_cni_request(request.body)
-        except wire.WireError as exc:
-            log.error("bad /cni request: %s", exc.msg)
-            return decode_error(exc)
-        verb = body.env.get("CNI_COMMAND", "")
-        return await self.backend.call(verb, body.env, functools.partial(self.run, body))
+        return await self.backend.serve(request, "/cni", wire.decode_cni_request, self.run)
 
     def run(self, body: wire.CniRequest) -> HttpResponse:
         """The whole call, in a worker thread."""
