@@ -64,6 +64,7 @@ class LoggedRequest:
     path: str
     query: dict[str, str]
     body: bytes
+    content_type: str = ""  # the media type, without parameters
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -296,7 +297,8 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        entry = LoggedRequest(method, parts.path, query, body)
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+        entry = LoggedRequest(method, parts.path, query, body, ctype)
         with api._lock:
             api.request_log.append(entry)
         if api.on_request is not None:

@@ -23,7 +23,7 @@ from typing import Protocol
 
 import msgspec
 
-from pymultus.cni import version
+from pymultus.cni import pipes, version
 from pymultus.cni.args import format_cni_args
 from pymultus.cni.errors import (
     DecodeError,
@@ -120,9 +120,10 @@ class SubprocessExecutor:
     ) -> bytes:
         proc = self._start(plugin, path, environ)
         try:
-            stdout, stderr = proc.communicate(stdin, timeout=timeout)
-        except subprocess.TimeoutExpired:
+            stdout, stderr = pipes.exchange(proc, stdin, timeout)
+        except subprocess.TimeoutExpired as exc:
             _, stderr = self._stop(proc)
+            stderr = (exc.stderr or b"") + stderr
             raise DelegateError(
                 f"plugin {plugin!r} timed out after {timeout:g} s and was killed",
                 details=_tail(stderr),
@@ -165,19 +166,22 @@ class SubprocessExecutor:
 
     def _stop(self, proc: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
         """SIGTERM the plugin's whole process group, SIGKILL it after the grace, and reap."""
+        out, err = b"", b""
         for sig in (signal.SIGTERM, signal.SIGKILL):
             _signal_group(proc.pid, sig)
             try:
-                return proc.communicate(timeout=self.kill_grace)
-            except subprocess.TimeoutExpired:
+                more_out, more_err = pipes.exchange(proc, b"", self.kill_grace)
+            except subprocess.TimeoutExpired as exc:
+                out, err = out + (exc.output or b""), err + (exc.stderr or b"")
                 continue
+            return out + more_out, err + more_err
         # Killed, yet a pipe is still open: a descendant left the group holding it. Stop
         # reading and reap the plugin itself.
         for pipe in (proc.stdin, proc.stdout, proc.stderr):
             if pipe is not None:
                 pipe.close()
         proc.wait()
-        return b"", b""
+        return out, err
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

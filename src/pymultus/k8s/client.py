@@ -19,8 +19,9 @@ Pods and NADs come back as the raw JSON objects (``dict``): the core reads a few
 and passes a NAD's ``spec.config`` on byte for byte, so typed models would only cost time.
 
 The rules followed are the real API server's, not the test stand-in's: status is written with
-GET + PUT on ``pods/status`` carrying the ``resourceVersion`` just read (409 means someone
-else wrote in between: read again), and events are core/v1 Events like client-go's recorder
+one merge PATCH of ``pods/status`` whose ``metadata.uid`` is a precondition, falling back to
+Go Multus's GET + PUT carrying the ``resourceVersion`` just read (409 means someone else
+wrote in between: read again), and events are core/v1 Events like client-go's recorder
 creates them.
 """
 
@@ -42,6 +43,7 @@ import msgspec
 import yaml
 from lightkube.config.kubeconfig import KubeConfig
 from lightkube.core.exceptions import ApiError, ConfigError
+from lightkube.types import PatchType
 
 from pymultus.cni.errors import CniError, DecodeError, InvalidConfigError, TryAgainLaterError
 from pymultus.k8s.refs import PodRef
@@ -62,6 +64,8 @@ FIELD_MANAGER = "multus"
 CONFIG_SOURCE_ANNOTATION = "kubernetes.io/config.source"
 
 _TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
+#: A refused status PATCH falls back to GET + PUT: RBAC without patch, or a UID mismatch.
+_PATCH_FALLBACK = frozenset({403, 409, 422})
 _JsonObj = dict[str, Any]
 
 
@@ -254,6 +258,8 @@ class KubeApi:
         #: Events that could not be created; events are best effort, so this is all that's left.
         self.events_failed = 0
         self._lock = threading.Lock()
+        #: False once the API refused a PATCH of pods/status (403): GET + PUT from then on.
+        self._status_patch = True
 
     @property
     def client(self) -> lightkube.Client:
@@ -304,12 +310,48 @@ class KubeApi:
     def set_pod_annotation_status(
         self, ref: PodRef, key: str, value: str, *, expected_uid: str = ""
     ) -> bool:
-        """Set one annotation with GET + PUT ``pods/status``, as Go Multus writes network-status.
+        """Set one annotation on ``pods/status``: one merge PATCH, else GET + PUT.
 
-        Retried on 409 Conflict (someone updated the pod between our GET and PUT).
+        The PATCH carries ``metadata.uid`` = ``expected_uid``, which the API server holds as a
+        precondition: a pod deleted and recreated under the same name refuses it (409, or 422
+        "field is immutable") instead of receiving someone else's network-status. It touches
+        only this annotation, so no other writer's update can be lost and no
+        ``resourceVersion`` is needed: one request on the ADD's critical path instead of Go
+        Multus's two.
+
+        Go Multus's GET + PUT is the fallback: when the PATCH is refused with 403 (a role
+        that grants ``update`` only, as Go Multus's does; remembered for this client), 409 or
+        422 (the PUT path then reads the pod and applies the UID rules below).
+
         Returns False, writing nothing, when the pod is gone or, for a non-static pod, its
         UID is not ``expected_uid`` (a pod of the same name that is not ours).
         """
+        if self._status_patch:
+            try:
+                self._client.patch(
+                    RawPodStatus,
+                    ref.name,
+                    _annotation_patch(key, value, expected_uid),
+                    namespace=ref.namespace,
+                    patch_type=PatchType.MERGE,
+                )
+            except API_ERRORS as e:
+                status = http_status(e)
+                if status == 404:
+                    return False
+                if status not in _PATCH_FALLBACK:
+                    action = f"set annotation {key} on pod {ref}"
+                    raise map_api_error(e, server=self.server, action=action) from e
+                if status == 403:
+                    self._status_patch = False
+                    log.warning("PATCH of pods/status refused (403): using GET + PUT from now on")
+            else:
+                return True
+        return self._get_put_annotation(ref, key, value, expected_uid)
+
+    def _get_put_annotation(self, ref: PodRef, key: str, value: str, expected_uid: str) -> bool:
+        """Go Multus's way: GET + PUT ``pods/status``, again on 409 Conflict (someone updated
+        the pod between our GET and PUT)."""
         action = f"set annotation {key} on pod {ref}"
         for attempt in range(STATUS_WRITE_TRIES):
             if attempt:
@@ -370,6 +412,14 @@ class KubeApi:
     ) -> _JsonObj:
         # A plain dict: lightkube's Generic answers None for any unknown attribute.
         return dict(self._client.get(res, name, namespace=ns))
+
+
+def _annotation_patch(key: str, value: str, uid: str) -> _JsonObj:
+    """The JSON merge patch that sets one annotation, with ``uid`` as a precondition."""
+    meta: _JsonObj = {"annotations": {key: value}}
+    if uid:
+        meta["uid"] = uid
+    return {"metadata": meta}
 
 
 def _event(ref: PodRef, type_: str, reason: str, message: str) -> _JsonObj:

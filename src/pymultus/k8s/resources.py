@@ -45,7 +45,8 @@ class RawPod(GenericNamespacedResource):
 
 
 class RawPodStatus(res.NamespacedSubResource, Generic):  # type: ignore[misc]
-    """The ``pods/status`` subresource: a PUT here changes status and metadata, never spec."""
+    """The ``pods/status`` subresource: a PUT or PATCH here changes status and metadata,
+    never spec."""
 
     _api_info = res.ApiInfo(
         resource=_POD, parent=_POD, plural="pods", verbs=["get", "patch", "put"], action="status"
@@ -88,6 +89,7 @@ REQUIRED_API_ACCESS: frozenset[tuple[str, str, str]] = frozenset(
         ("", "pods", "get"),
         ("", "pods", "list"),
         ("", "pods", "watch"),
+        ("", "pods/status", "patch"),
         ("", "pods/status", "update"),
         ("", "events", "create"),
         ("k8s.cni.cncf.io", "network-attachment-definitions", "get"),

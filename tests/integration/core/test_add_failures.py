@@ -152,10 +152,10 @@ def _unreachable_gateway(cluster: Cluster) -> str:
 
 
 def _status_write_forbidden(cluster: Cluster) -> str:
-    """RBAC without pods/status update: the network-status write is refused with 403."""
+    """RBAC without pods/status patch or update: the network-status write is refused (403)."""
 
     def refuse(request: Any) -> None:
-        if request.method == "PUT" and request.path.endswith("/status"):
+        if request.method in ("PATCH", "PUT") and request.path.endswith("/status"):
             cluster.api.fail_next(1, 403)
 
     cluster.api.on_request = refuse

@@ -462,6 +462,7 @@ def test_a_role_off_by_one_verb_is_caught(code_scan: Scan, change: str, expected
 #: (``k8s/client.py``, through its ``_get`` helpers) and the daemon's list+watch caches.
 KNOWN_CALLS = [
     ("", "pods", "get"),
+    ("", "pods/status", "patch"),
     ("", "pods/status", "update"),
     ("", "events", "create"),
     ("k8s.cni.cncf.io", "network-attachment-definitions", "get"),

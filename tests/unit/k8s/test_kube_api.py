@@ -1,7 +1,8 @@
 """pymultus's Kubernetes client layer (lightkube) against the stand-in API server over HTTP.
 
 The stand-in keeps the real server's rules, so these pin what pymultus sends and how it reacts:
-raw-dict reads, None for 404, GET + PUT pods/status retried on 409, core/v1 Events shaped like
+raw-dict reads, None for 404, the status write (one merge PATCH of pods/status with a uid
+precondition; GET + PUT retried on 409 when PATCH is forbidden), core/v1 Events shaped like
 client-go's, and API-server trouble turned into the right CNI errors.
 """
 
@@ -331,51 +332,138 @@ def test_retry_does_not_retry_forbidden(api: StandInApiServer, kube: KubeApi) ->
 # --- status write -------------------------------------------------------------------------------
 
 
-def test_status_write_is_get_then_put_on_pods_status(api: StandInApiServer, kube: KubeApi) -> None:
+STATUS_PATH = f"/api/v1/namespaces/{NS}/pods/pod-01/status"
+
+
+def test_status_write_is_one_merge_patch_with_a_uid_precondition(
+    api: StandInApiServer, kube: KubeApi
+) -> None:
     stored = put_pod(api, keep="me")
-    ref = PodRef(NS, "pod-01", uid=stored["metadata"]["uid"])
-    assert kube.set_pod_annotation_status(ref, STATUS_KEY, "[]", expected_uid=ref.uid)
+    uid = stored["metadata"]["uid"]
+    assert kube.set_pod_annotation_status(PodRef(NS, "pod-01"), STATUS_KEY, "[]", expected_uid=uid)
     after = api.get_object("pods", NS, "pod-01")
     assert after is not None
     assert after["metadata"]["annotations"] == {"keep": "me", STATUS_KEY: "[]"}
     assert after["spec"] == stored["spec"]
-    calls = [(r.method, r.path) for r in api.request_log]
-    assert calls == [
-        ("GET", f"/api/v1/namespaces/{NS}/pods/pod-01"),
-        ("PUT", f"/api/v1/namespaces/{NS}/pods/pod-01/status"),
-    ]
-    sent = api.request_log[1].json()
-    assert sent["metadata"]["resourceVersion"] == stored["metadata"]["resourceVersion"]
+    assert [(r.method, r.path) for r in api.request_log] == [("PATCH", STATUS_PATH)]
+    [patch] = api.request_log
+    assert patch.content_type == "application/merge-patch+json"
+    assert patch.json() == {"metadata": {"annotations": {STATUS_KEY: "[]"}, "uid": uid}}
 
 
-def test_status_write_retries_after_a_concurrent_update(
-    api: StandInApiServer, kube: KubeApi
-) -> None:
+def test_a_concurrent_update_survives_the_patch(api: StandInApiServer, kube: KubeApi) -> None:
     put_pod(api)
-    raced = threading.Event()
 
-    def concurrent_writer(req: LoggedRequest) -> None:
-        # Someone else (kubelet) updates the pod between our GET and our first PUT.
-        if req.method == "PUT" and not raced.is_set():
-            raced.set()
-            current = api.get_object("pods", NS, "pod-01")
-            assert current is not None
-            current["metadata"]["labels"] = {"by": "kubelet"}
-            api.put_object(current)
-
-    api.on_request = concurrent_writer
+    # Someone else (kubelet) updates the pod just before our write lands.
+    api.on_request = lambda req: _kubelet_labels(api)
     assert kube.set_pod_annotation_status(PodRef(NS, "pod-01"), STATUS_KEY, "[]")
-    assert [r.method for r in api.request_log] == ["GET", "PUT", "GET", "PUT"]
+    assert [r.method for r in api.request_log] == ["PATCH"]
+    _assert_both_writes_kept(api)
+
+
+def _kubelet_labels(api: StandInApiServer) -> None:
+    current = api.get_object("pods", NS, "pod-01")
+    assert current is not None
+    current["metadata"]["labels"] = {"by": "kubelet"}
+    api.put_object(current)
+
+
+def _assert_both_writes_kept(api: StandInApiServer) -> None:
     after = api.get_object("pods", NS, "pod-01")
     assert after is not None
     assert after["metadata"]["labels"] == {"by": "kubelet"}  # the other write survived
     assert after["metadata"]["annotations"][STATUS_KEY] == "[]"
 
 
-def test_status_write_gives_up_after_five_conflicts(api: StandInApiServer, kube: KubeApi) -> None:
+def test_status_write_for_a_missing_pod_is_false(api: StandInApiServer, kube: KubeApi) -> None:
+    assert not kube.set_pod_annotation_status(PodRef(NS, "ghost"), STATUS_KEY, "[]")
+    assert [r.method for r in api.request_log] == ["PATCH"]
+
+
+def test_status_write_skips_a_pod_with_another_uid(api: StandInApiServer, kube: KubeApi) -> None:
+    """A pod recreated under the same name refuses the PATCH (uid precondition); the GET
+    that follows confirms it is not ours, and nothing is written."""
+    stored = put_pod(api)
+    assert not kube.set_pod_annotation_status(
+        PodRef(NS, "pod-01"), STATUS_KEY, "[]", expected_uid="not-the-uid"
+    )
+    assert [r.method for r in api.request_log] == ["PATCH", "GET"]
+    assert api.get_object("pods", NS, "pod-01") == stored
+
+
+def test_status_write_for_static_pod_ignores_uid(api: StandInApiServer, kube: KubeApi) -> None:
+    put_pod(api, **{"kubernetes.io/config.source": "file"})
+    assert kube.set_pod_annotation_status(
+        PodRef(NS, "pod-01"), STATUS_KEY, "[]", expected_uid="kubelet-side-uid"
+    )
+    assert [r.method for r in api.request_log] == ["PATCH", "GET", "PUT"]
+    after = api.get_object("pods", NS, "pod-01")
+    assert after is not None
+    assert after["metadata"]["annotations"][STATUS_KEY] == "[]"
+
+
+def test_status_write_api_down_is_try_again_later(api: StandInApiServer, kube: KubeApi) -> None:
+    put_pod(api)
+    api.fail_next(1, 503)
+    with pytest.raises(TryAgainLaterError):
+        kube.set_pod_annotation_status(PodRef(NS, "pod-01"), STATUS_KEY, "[]")
+
+
+# --- status write: Go Multus's GET + PUT, when PATCH is forbidden ---------------------------------
+
+
+def _forbid_patch(api: StandInApiServer) -> None:
+    """A role like Go Multus's: ``update`` on pods/status, no ``patch``."""
+
+    def refuse(req: LoggedRequest) -> None:
+        if req.method == "PATCH":
+            api.fail_next(1, 403)
+
+    api.on_request = refuse
+
+
+def test_forbidden_patch_falls_back_to_get_put_and_remembers(
+    api: StandInApiServer, kube: KubeApi
+) -> None:
+    stored = put_pod(api, keep="me")
+    _forbid_patch(api)
+    ref = PodRef(NS, "pod-01")
+    assert kube.set_pod_annotation_status(ref, STATUS_KEY, "[1]")
+    assert kube.set_pod_annotation_status(ref, STATUS_KEY, "[2]")
+    calls = [(r.method, r.path) for r in api.request_log]
+    get = ("GET", f"/api/v1/namespaces/{NS}/pods/pod-01")
+    assert calls == [("PATCH", STATUS_PATH), get, ("PUT", STATUS_PATH), get, ("PUT", STATUS_PATH)]
+    sent = api.request_log[2].json()
+    assert sent["metadata"]["resourceVersion"] == stored["metadata"]["resourceVersion"]
+    after = api.get_object("pods", NS, "pod-01")
+    assert after is not None
+    assert after["metadata"]["annotations"] == {"keep": "me", STATUS_KEY: "[2]"}
+
+
+def test_get_put_retries_after_a_concurrent_update(api: StandInApiServer, kube: KubeApi) -> None:
+    put_pod(api)
+    raced = threading.Event()
+
+    def concurrent_writer(req: LoggedRequest) -> None:
+        if req.method == "PATCH":
+            api.fail_next(1, 403)
+        # Someone else (kubelet) updates the pod between our GET and our first PUT.
+        if req.method == "PUT" and not raced.is_set():
+            raced.set()
+            _kubelet_labels(api)
+
+    api.on_request = concurrent_writer
+    assert kube.set_pod_annotation_status(PodRef(NS, "pod-01"), STATUS_KEY, "[]")
+    assert [r.method for r in api.request_log] == ["PATCH", "GET", "PUT", "GET", "PUT"]
+    _assert_both_writes_kept(api)
+
+
+def test_get_put_gives_up_after_five_conflicts(api: StandInApiServer, kube: KubeApi) -> None:
     put_pod(api)
 
     def always_race(req: LoggedRequest) -> None:
+        if req.method == "PATCH":
+            api.fail_next(1, 403)
         if req.method == "PUT":
             current = api.get_object("pods", NS, "pod-01")
             assert current is not None
@@ -388,43 +476,31 @@ def test_status_write_gives_up_after_five_conflicts(api: StandInApiServer, kube:
     assert len(api.requests("PUT")) == 5
 
 
-def test_status_write_for_a_missing_pod_is_false(api: StandInApiServer, kube: KubeApi) -> None:
-    assert not kube.set_pod_annotation_status(PodRef(NS, "ghost"), STATUS_KEY, "[]")
-    assert api.requests("PUT") == []
-
-
-def test_status_write_when_pod_vanishes_before_put_is_false(
+def test_get_put_when_pod_vanishes_before_put_is_false(
     api: StandInApiServer, kube: KubeApi
 ) -> None:
     put_pod(api)
 
     def delete_first(req: LoggedRequest) -> None:
+        if req.method == "PATCH":
+            api.fail_next(1, 403)
         if req.method == "PUT":
             api.delete_object("pods", NS, "pod-01")
 
     api.on_request = delete_first
     assert not kube.set_pod_annotation_status(PodRef(NS, "pod-01"), STATUS_KEY, "[]")
+    assert [r.method for r in api.request_log] == ["PATCH", "GET", "PUT"]
 
 
-def test_status_write_skips_a_pod_with_another_uid(api: StandInApiServer, kube: KubeApi) -> None:
+def test_status_write_forbidden_both_ways_names_rbac(api: StandInApiServer, kube: KubeApi) -> None:
     put_pod(api)
-    assert not kube.set_pod_annotation_status(
-        PodRef(NS, "pod-01"), STATUS_KEY, "[]", expected_uid="not-the-uid"
-    )
-    assert api.requests("PUT") == []
 
+    def refuse(req: LoggedRequest) -> None:
+        if req.method in ("PATCH", "PUT"):
+            api.fail_next(1, 403)
 
-def test_status_write_for_static_pod_ignores_uid(api: StandInApiServer, kube: KubeApi) -> None:
-    put_pod(api, **{"kubernetes.io/config.source": "file"})
-    assert kube.set_pod_annotation_status(
-        PodRef(NS, "pod-01"), STATUS_KEY, "[]", expected_uid="kubelet-side-uid"
-    )
-
-
-def test_status_write_api_down_is_try_again_later(api: StandInApiServer, kube: KubeApi) -> None:
-    put_pod(api)
-    api.fail_next(1, 503)
-    with pytest.raises(TryAgainLaterError):
+    api.on_request = refuse
+    with pytest.raises(CniError, match="RBAC"):
         kube.set_pod_annotation_status(PodRef(NS, "pod-01"), STATUS_KEY, "[]")
 
 
