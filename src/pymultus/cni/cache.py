@@ -254,7 +254,9 @@ def list_attachments(
 ) -> list[CacheEntry]:
     """Every readable ``cniCacheV1`` entry, in file-name order (libcni
     ``GetCachedAttachments``), optionally only one network's or one container's. Unreadable,
-    foreign or incomplete files are skipped."""
+    foreign or incomplete files are skipped. Files are named ``<network>-<id>-<ifname>``, so
+    a filter skips the files whose name cannot match before reading any (a DEL must not read
+    every pod's cache on the node)."""
     directory = os.path.join(cache_dir, RESULTS)
     try:
         names = sorted(os.listdir(directory))
@@ -264,7 +266,7 @@ def list_attachments(
         raise IOFailure(f"cannot list {directory}: {exc.strerror}", path=directory) from exc
     entries = []
     for name in names:
-        if name.startswith(".tmp-"):
+        if name.startswith(".tmp-") or not _may_match(name, network, container_id):
             continue
         entry = _try_read(os.path.join(directory, name))
         if entry is None or not entry.ifname or not entry.network_name:
@@ -275,6 +277,12 @@ def list_attachments(
             continue
         entries.append(entry)
     return entries
+
+
+def _may_match(name: str, network: str | None, container_id: str | None) -> bool:
+    if network is not None and not name.startswith(f"{network}-"):
+        return False
+    return container_id is None or f"-{container_id}-" in name
 
 
 def _try_read(path: str) -> CacheEntry | None:

@@ -189,3 +189,17 @@ def test_list_attachments_filters_sorts_and_skips_what_it_cannot_read(tmp_path: 
     assert [e.container_id for e in cache.list_attachments(str(tmp_path), "b")] == ["c1", "c2"]
     only = cache.list_attachments(str(tmp_path), container_id="c1")
     assert [e.network_name for e in only] == ["a", "b"]
+
+
+def test_list_attachments_reads_only_files_whose_name_can_match(tmp_path: Path) -> None:
+    """libcni names every entry ``<network>-<id>-<ifname>``: a filtered listing (every DEL
+    makes one) must not read the other pods' files, whose count grows with the node."""
+    cache.write(str(tmp_path), entry(network_name="b", container_id="c1", ifname="eth0"))
+    results = tmp_path / "results"
+    # The same entry under a name that cannot belong to container c1 or network b.
+    copy = (results / "b-c1-eth0").read_bytes()
+    (results / "x-c9-eth0").write_bytes(copy)
+    assert len(cache.list_attachments(str(tmp_path))) == 2
+    assert [e.container_id for e in cache.list_attachments(str(tmp_path), "b")] == ["c1"]
+    assert len(cache.list_attachments(str(tmp_path), container_id="c1")) == 1
+    assert cache.list_attachments(str(tmp_path), "x", container_id="c1") == []
