@@ -52,10 +52,14 @@ def uninstall(
     cni_conf_dir: Annotated[str, typer.Option(help="where 00-multus.conf is")] = "/etc/cni/net.d",
     bin_dir: Annotated[str, typer.Option(help="CNI bin dir holding the shim")] = DEFAULT_BIN_DIR,
 ) -> None:
-    """Remove 00-multus.conf and the installed plugins: the only time pymultus deletes its
-    config."""
+    """Remove 00-multus.conf and the installed plugins (with their compiled caches): the only
+    time pymultus deletes its config."""
+    from pymultus.shim.install import cache_files  # noqa: PLC0415
+
     paths = [os.path.join(cni_conf_dir, "00-multus.conf")]
-    paths += [os.path.join(bin_dir, name) for name in ("multus-shim", "multus", "passthru")]
+    for name in ("multus-shim", "multus", "passthru"):
+        plugin = os.path.join(bin_dir, name)
+        paths += [plugin, *cache_files(plugin)]
     for path in paths:
         try:
             os.unlink(path)

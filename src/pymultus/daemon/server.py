@@ -13,7 +13,8 @@ so a byte log of this daemon looks like one of Go Multus's.
 
 Routes of the daemon socket (behaviour §7): ``POST /cni``, ``POST /delegate``, ``GET|POST
 /healthz`` (always 200), ``GET|POST /readyz`` (200; 500 once shutdown began), 404 for any other
-path, 405 for a wrong method.
+path, 405 for a wrong method. Once shutdown began, a new ``/cni`` or ``/delegate`` gets 503 with
+CNI error JSON (code 11) and runs nothing; requests already running finish.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from pymultus.cni import gojson
-from pymultus.cni.errors import CniError, DecodeError, InternalError
+from pymultus.cni.errors import CniError, DecodeError, InternalError, TryAgainLaterError
 from pymultus.daemon.metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger(__name__)
@@ -358,10 +359,20 @@ async def _send(writer: asyncio.StreamWriter, response: HttpResponse) -> None:
 # ------------------------------------------------------------ the daemon's routes
 
 
+#: The answer to a call that arrives once shutdown began.
+SHUTTING_DOWN = TryAgainLaterError("multus-daemon is shutting down")
+
+
 @dataclass
 class Health:
-    """``/readyz`` answers 500 once ``shutting_down`` is set (the shim then waits before
-    sending ADDs); ``/healthz`` always 200 (the shim's probe before DEL)."""
+    """``/readyz`` answers 500 once ``shutting_down`` is set; ``/healthz`` always 200 (the
+    shim's probe before a DEL when it cannot connect).
+
+    Once ``shutting_down`` is set, new calls (``guarded`` handlers) get 503 without running:
+    Go's shim probes ``/readyz`` before every call and so holds it until the next daemon is
+    ready; ours sends the call at once and does the same on a 503. The error body (code 11)
+    is what a client that does not retry shows.
+    """
 
     shutting_down: bool = False
 
@@ -373,11 +384,22 @@ class Health:
             return HttpResponse(500, headers=(("Content-Type", JSON),))
         return HttpResponse(200, headers=(("Content-Type", JSON),))
 
+    def guarded(self, handler: Handler) -> Handler:
+        """``handler``, refused with 503 once shutdown began."""
+
+        async def unless_shutting_down(request: HttpRequest) -> HttpResponse:
+            if self.shutting_down:
+                body = gojson.marshal(SHUTTING_DOWN.to_wire()).decode()
+                return HttpResponse.text_error(503, body)
+            return await handler(request)
+
+        return unless_shutting_down
+
 
 def daemon_routes(cni: Handler, delegate: Handler, health: Health) -> dict[str, Route]:
     return {
-        "/cni": Route(cni),
-        "/delegate": Route(delegate),
+        "/cni": Route(health.guarded(cni)),
+        "/delegate": Route(health.guarded(delegate)),
         "/healthz": Route(health.healthz, GET_POST),
         "/readyz": Route(health.readyz, GET_POST),
     }

@@ -39,7 +39,7 @@ def test_install_then_uninstall(tmp_path: Path, kind: str, plugin: str) -> None:
         )
         assert version.returncode == 0, version.stdout + version.stderr
         assert "1.1.0" in json.loads(version.stdout)["supportedVersions"]
-    assert not [p for p in bin_dir.iterdir() if p.name.startswith(".")]  # no temp file left
+    assert not [p for p in bin_dir.iterdir() if p.name.endswith(".tmp")]  # no temp file left
 
     out = _pymultus("uninstall", "--cni-conf-dir", str(conf_dir), "--bin-dir", str(bin_dir))
     assert out.returncode == 0, out.stdout

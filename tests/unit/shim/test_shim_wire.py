@@ -411,12 +411,22 @@ def test_config_keys_match_ignoring_case_like_go() -> None:
     with short_socket_dir() as d, FakeDaemon(f"{d}/multus.sock") as daemon:
         status, _ = _run({"CNIVERSION": "1.1.0", "DaemonSocketDir": d + "/"}, command="GC")
         assert status == 0
-        assert daemon.paths() == ["/readyz", "/cni"]
+        assert daemon.paths() == ["/cni"]
 
 
 def test_socket_path_defaults_to_run_multus() -> None:
     assert shim.Settings({}).socket_path == "/run/multus/multus.sock"
     assert shim.Settings({"daemonSocketDir": "/x//y/"}).socket_path == "/x/y/multus.sock"
+
+
+@PROPS
+@given(st.text(alphabet="/.ab", max_size=12))
+def test_socket_path_is_joined_and_normalised_as_os_path_does(directory: str) -> None:
+    """The shim does not import ``os``; its own ``normpath`` must give what ``os.path`` gives."""
+    assert shim.normpath(directory) == os.path.normpath(directory)
+    assert shim.socket_path_in(directory) == os.path.normpath(
+        os.path.join(directory, "multus.sock")
+    )
 
 
 @pytest.mark.parametrize(
@@ -432,6 +442,8 @@ def test_socket_path_defaults_to_run_multus() -> None:
             "",
         ),
         (400, b'{"msg":"no code"}', 999, '{"msg":"no code"}', ""),
+        (503, b'{"code":11,"msg":"multus-daemon is shutting down"}\n', 11, "multus-daemon is", ""),
+        (503, b"busy\n", 999, "answered HTTP 503: busy", ""),
         (400, b"", 999, "answered HTTP 400: (no body)", ""),
         (500, b'{"code":7,"msg":"bad"}', 999, "answered HTTP 500", ""),
         (404, b"404 page not found\n", 999, "HTTP 404: 404 page not found", ""),
@@ -589,6 +601,122 @@ def test_zero_readiness_timeout_means_one_probe(daemon: FakeDaemon) -> None:
     assert daemon.paths() == ["/readyz"]
 
 
+# --- one connection, and the fallback to Go's probe first ----------------------------------
+
+VERBS = ["ADD", "CHECK", "DEL", "STATUS", "GC"]
+ADD_ANSWER = _body_of(SHIM_A / "responses" / "02-add-cni.http")
+
+
+def _call(daemon: FakeDaemon, command: str, **conf: Any) -> tuple[int, Any]:
+    """One call in process against ``daemon``: (exit status, parsed stdout or None)."""
+    sock_dir = os.path.dirname(daemon.socket_path)
+    base = {"cniVersion": "1.1.0", "daemonSocketDir": sock_dir, "daemonReadyTimeoutSeconds": 2}
+    status, out = shim.run(
+        {"CNI_COMMAND": command, "PATH": "/bin"}, json.dumps(base | conf).encode()
+    )
+    return status, json.loads(out) if out else None
+
+
+def _reply_for(command: str) -> Reply:
+    return Reply(200, ADD_ANSWER) if command == "ADD" else Reply()
+
+
+def _refuse_first_connect(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first connection fails as a daemon not yet listening makes it fail; the rest reach
+    the fake daemon."""
+    real = shim.http_post
+    calls: list[str] = []
+
+    def first_refused(sock: str, path: str, body: bytes, timeout: float | None) -> Any:
+        calls.append(path)
+        if len(calls) == 1:
+            raise shim.NotConnected(f"connect {sock}: Connection refused")
+        return real(sock, path, body, timeout)
+
+    monkeypatch.setattr(shim, "http_post", first_refused)
+
+
+@pytest.mark.parametrize("command", VERBS)
+def test_a_ready_daemon_gets_one_connection(daemon: FakeDaemon, command: str) -> None:
+    daemon.set("/cni", _reply_for(command))
+    assert _call(daemon, command)[0] == 0
+    assert daemon.paths() == ["/cni"]
+
+
+@pytest.mark.parametrize("command", VERBS)
+def test_a_503_waits_for_readyz_and_sends_again(daemon: FakeDaemon, command: str) -> None:
+    """DEL too: a daemon shutting down ran nothing, and the next one will (a restart)."""
+    daemon.set("/cni", Reply(503, b'{"code":11,"msg":"shutting down"}'), _reply_for(command))
+    daemon.set("/readyz", Reply(500), Reply(200))
+    assert _call(daemon, command)[0] == 0
+    assert daemon.paths() == ["/cni", "/readyz", "/readyz", "/cni"]
+    assert daemon.requests[0].raw == daemon.requests[3].raw  # the very same request again
+
+
+@pytest.mark.parametrize(
+    ("command", "probe"), [(v, "/healthz" if v == "DEL" else "/readyz") for v in VERBS]
+)
+def test_a_failed_connect_probes_as_go_does_then_sends(
+    daemon: FakeDaemon, monkeypatch: pytest.MonkeyPatch, command: str, probe: str
+) -> None:
+    _refuse_first_connect(monkeypatch)
+    daemon.set("/cni", _reply_for(command))
+    assert _call(daemon, command)[0] == 0
+    assert daemon.paths() == [probe, "/cni"]
+
+
+def test_a_second_503_is_the_daemons_error(daemon: FakeDaemon) -> None:
+    daemon.set("/cni", Reply(503, b'{"code":11,"msg":"multus-daemon is shutting down"}\n'))
+    status, error = _call(daemon, "ADD")
+    assert (status, error["code"], error["msg"]) == (1, 11, "multus-daemon is shutting down")
+    assert daemon.paths() == ["/cni", "/readyz", "/cni"]
+
+
+def test_a_503_from_a_daemon_that_stays_unready_times_out(daemon: FakeDaemon) -> None:
+    daemon.set("/cni", Reply(503))
+    daemon.set("/readyz", Reply(500))
+    status, error = _call(daemon, "STATUS", daemonReadyTimeoutSeconds=0)
+    assert (status, error["code"]) == (1, 50)
+    assert "/readyz answered HTTP 500" in error["msg"]
+    assert daemon.paths() == ["/cni", "/readyz"]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [Reply(500), Reply(404), Reply.json_error(7, "bad"), Reply(close=True)],
+    ids=["500", "404", "400", "closed"],
+)
+def test_other_failures_are_not_retried(daemon: FakeDaemon, reply: Reply) -> None:
+    """Only a request that certainly ran nowhere is sent twice."""
+    daemon.set("/cni", reply)
+    status, error = _call(daemon, "ADD")
+    assert status == 1
+    assert error["code"] in (7, 11, 999)
+    assert daemon.paths() == ["/cni"]
+
+
+def test_a_del_without_any_socket_succeeds_and_logs(capsys: pytest.CaptureFixture[str]) -> None:
+    with short_socket_dir() as d:
+        conf = {"cniVersion": "1.0.0", "daemonSocketDir": d, "logToStderr": True}
+        status, out = shim.run(
+            {"CNI_COMMAND": "DEL"}, json.dumps(conf | {"logLevel": "error"}).encode()
+        )
+    assert (status, out) == (0, b"")
+    assert f"[error] CmdDel (shim): {d}/multus.sock does not exist" in capsys.readouterr().err
+
+
+def test_the_fallback_is_logged_at_debug(
+    daemon: FakeDaemon, capsys: pytest.CaptureFixture[str]
+) -> None:
+    daemon.set("/cni", Reply(503), Reply())
+    assert _call(daemon, "CHECK", logToStderr=True, logLevel="debug")[0] == 0
+    lines = [line.split(" ", 1)[1] for line in capsys.readouterr().err.splitlines()]
+    assert lines == [
+        f"[debug] CmdCheck (shim): sending the request to {daemon.socket_path}",
+        "[debug] CmdCheck (shim): /cni answered HTTP 503; waiting for multus-daemon",
+    ]
+
+
 # --- logging -------------------------------------------------------------------------------
 
 
@@ -649,8 +777,9 @@ def test_an_unwritable_log_file_is_reported_once(capsys: pytest.CaptureFixture[s
 
 # --- the file itself -----------------------------------------------------------------------
 
-ALLOWED_IMPORTS = {"__future__", "_socket", "binascii", "os", "sys", "time"}
-LAZY_IMPORTS = {"_json", "json", "zlib", "collections.abc", "typing"}  # deferred or type-only
+ALLOWED_IMPORTS = {"__future__", "_socket", "binascii", "posix", "sys", "time"}
+# deferred (only where needed: bad input, a gzipping server) or type-only
+LAZY_IMPORTS = {"_json", "json", "json.decoder", "zlib", "collections.abc", "typing"}
 
 
 def test_the_file_parses_as_python_3_8() -> None:
