@@ -109,28 +109,29 @@ CPU_WHO = {
     "runtime side": "processes the runtime starts (shim, thin multus, plugins) and theirs",
     "daemon": "multus-daemon itself",
     "daemon's plugins": "delegate plugins run by multus-daemon",
-    "API server": "the stand-in API server and the harness (one Python process)",
+    "API server": "the stand-in API server (a process of its own)",
 }
 
 
 def cpu_now(world: World) -> dict[str, float]:
-    """CPU seconds so far: the harness's reaped children, the daemon and its reaped children
-    (``/proc/<pid>/stat``), and the harness process itself (mostly the API server)."""
+    """CPU seconds so far: the harness's reaped children, the daemon and its reaped children,
+    and the API server process (``/proc/<pid>/stat``)."""
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    daemon = daemon_children = 0.0
-    if world.daemon is not None:
-        with open(f"/proc/{world.daemon.pid}/stat", encoding="ascii") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        tick = os.sysconf("SC_CLK_TCK")
-        daemon = (int(fields[11]) + int(fields[12])) / tick
-        daemon_children = (int(fields[13]) + int(fields[14])) / tick
+    daemon, daemon_children = _cpu(world.daemon.pid) if world.daemon is not None else (0.0, 0.0)
     return {
         "runtime side": children.ru_utime + children.ru_stime,
         "daemon": daemon,
         "daemon's plugins": daemon_children,
-        "API server": own.ru_utime + own.ru_stime,
+        "API server": _cpu(world.api.pid)[0],
     }
+
+
+def _cpu(pid: int) -> tuple[float, float]:
+    """(CPU seconds of ``pid`` itself, of its reaped children)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
 
 
 def _wave(

@@ -16,8 +16,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from tests.support import apiserver_store as st
-
 from bench.modes import run_call
 from bench.world import NAMESPACE, NETWORKS, NODE, World
 
@@ -50,12 +48,7 @@ def read_rss(pid: int) -> tuple[float, float]:
 def reading(world: World, label: str) -> Rss:
     assert world.daemon is not None
     rss, peak = read_rss(world.daemon.pid)
-    return Rss(label, rss, peak, count(world, st.PODS), count(world, st.NADS))
-
-
-def count(world: World, kind: st.Kind) -> int:
-    items, _ = world.api.store.select(kind, None)
-    return len(items)
+    return Rss(label, rss, peak, world.api.count("pods"), world.api.count("nads"))
 
 
 def warm_call(world: World, label: str) -> None:
@@ -74,9 +67,9 @@ def warm_call(world: World, label: str) -> None:
 
 def fill_cache(world: World) -> None:
     """Add pods and NADs until the API holds ``FULL_PODS`` pods and ``FULL_NADS`` NADs."""
-    for i in range(count(world, st.PODS), FULL_PODS):
+    for i in range(world.api.count("pods"), FULL_PODS):
         world.api.put_object(big_pod(f"filler-{i:04d}", networks=i % 3))
-    for i in range(count(world, st.NADS), FULL_NADS):
+    for i in range(world.api.count("nads"), FULL_NADS):
         ns = f"team-{i % NAD_NAMESPACES}"
         conf = world.nad_conf(1 + i % 8) | {"name": f"filler-{i}"}
         world.put_nad(f"filler-{i}", conf, namespace=ns)

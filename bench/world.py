@@ -1,5 +1,6 @@
 """The throw-away world the benchmark runs in: one "host" network namespace, the stand-in API
-server listening inside it, bridge+host-local networks, a thick daemon, files in a temp dir.
+server listening inside it (a process of its own, ``bench/apiproc.py``), bridge+host-local
+networks, a thick daemon, files in a temp dir.
 
 Everything carries one random suffix and lives under one temporary directory. The calling
 thread enters the host namespace for the whole run (``World.open``), so every plugin, shim and
@@ -26,8 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.support.apiserver import StandInApiServer
-
+from bench.apiproc import ApiProcess, RequestTime
 from pymultus.netns.enter import in_netns
 from pymultus.shim.install import install_shim
 
@@ -87,12 +87,16 @@ class World:
 
     suffix: str = field(default_factory=lambda: secrets.token_hex(3))
     work: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="pymultus-bench-")))
-    api: StandInApiServer = field(default_factory=lambda: StandInApiServer(history_limit=20000))
+    api: ApiProcess = field(default_factory=ApiProcess)
     daemon: subprocess.Popen[bytes] | None = None
     shim_conf: bytes = b""
-    request_times: list[tuple[float, str, str, bool]] = field(default_factory=list)
     _pods: int = 0
     _netns: set[str] = field(default_factory=set)
+
+    @property
+    def request_times(self) -> list[RequestTime]:
+        """Every request the API server got: (arrival, method, path, is a watch)."""
+        return self.api.request_times()
 
     @property
     def host(self) -> str:
@@ -120,11 +124,8 @@ class World:
     def setup(self) -> None:
         for d in ("net.d", "out.d", "run", "bin", "ipam", "cni-thick", "cni-thin", "conf.d"):
             self.path(d).mkdir(parents=True, exist_ok=True)
-        self.api.on_request = lambda r: self.request_times.append(
-            (time.monotonic(), r.method, r.path, r.query.get("watch") in ("1", "true"))
-        )
-        self.api.start()  # listens inside the host namespace, where every plugin runs
-        kubeconfig = json.loads(self.api.write_kubeconfig(self.path("kubeconfig")).read_text())
+        self.api.start(self.path("kubeconfig"))  # in the host namespace, like every plugin
+        kubeconfig = json.loads(self.path("kubeconfig").read_text())
         kubeconfig["clusters"][0]["cluster"]["insecure-skip-tls-verify"] = True
         self.path("kubeconfig").write_text(json.dumps(kubeconfig))
         self.path("net.d", "10-bench.conflist").write_text(json.dumps(self.cluster_conflist()))

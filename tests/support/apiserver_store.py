@@ -10,7 +10,6 @@ event history whose compaction makes old watches fail with 410 Expired.
 from __future__ import annotations
 
 import bisect
-import copy
 import re
 import secrets
 import threading
@@ -18,7 +17,19 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+import msgspec
+
+_T = TypeVar("_T")
+
+
+def _clone(obj: _T) -> _T:
+    """A deep copy of a JSON value; a msgspec round trip is ~10x faster than ``copy.deepcopy``
+    (every read and write of the store copies, and the tests make thousands)."""
+    copied: _T = msgspec.json.decode(msgspec.json.encode(obj))
+    return copied
+
 
 Obj = dict[str, Any]
 
@@ -182,14 +193,14 @@ class Store:
             obj = self.objects.get((kind.plural, ns, name))
             if obj is None:
                 raise not_found(kind, name)
-            return copy.deepcopy(obj)
+            return _clone(obj)
 
     def select(
         self, kind: Kind, ns: str | None, match: Callable[[Obj], bool] | None = None
     ) -> tuple[list[Obj], int]:
         """Copies of the matching objects (all namespaces for ``ns=None``), and the version."""
         with self.cond:
-            items = [copy.deepcopy(o) for o in self._all(kind, ns) if match is None or match(o)]
+            items = [_clone(o) for o in self._all(kind, ns) if match is None or match(o)]
             return items, self.rv
 
     def _all(self, kind: Kind, ns: str | None) -> Iterator[Obj]:
@@ -213,16 +224,16 @@ class Store:
             self.objects.pop(key, None)
         else:
             self.objects[key] = obj
-        self.history.append(Change(self.rv, kind, type_, copy.deepcopy(obj), old))
+        self.history.append(Change(self.rv, kind, type_, _clone(obj), old))
         if len(self.history) > self.history_limit:
             dropped = self.history[: len(self.history) - self.history_limit]
             del self.history[: len(dropped)]
             self.compacted_rv = dropped[-1].rv
         self.cond.notify_all()
-        return copy.deepcopy(obj)
+        return _clone(obj)
 
     def create(self, kind: Kind, ns: str, body: Obj, *, validate: bool = True) -> Obj:
-        obj = copy.deepcopy(body)
+        obj = _clone(body)
         meta = obj.setdefault("metadata", {})
         if validate and meta.get("namespace") not in (None, "", ns):
             raise ApiStatus(
@@ -267,24 +278,24 @@ class Store:
             _check_preconditions(kind, name, cur, body_meta)
             new = _merge_update(kind, cur, body, status=status)
             if new == cur:
-                return copy.deepcopy(cur)  # a no-op update writes nothing, keeps the version
-            return self._commit(kind, "MODIFIED", new, copy.deepcopy(cur))
+                return _clone(cur)  # a no-op update writes nothing, keeps the version
+            return self._commit(kind, "MODIFIED", new, _clone(cur))
 
     def delete(self, kind: Kind, ns: str, name: str, grace: int | None) -> Obj:
         with self.cond:
             cur = self.objects.get((kind.plural, ns, name))
             if cur is None:
                 raise not_found(kind, name)
-            old = copy.deepcopy(cur)
+            old = _clone(cur)
             if kind is PODS and cur.get("spec", {}).get("nodeName") and grace != 0:
                 if "deletionTimestamp" in cur["metadata"]:
-                    return copy.deepcopy(cur)
+                    return _clone(cur)
                 grace = grace if grace is not None else _pod_grace(cur)
-                new = copy.deepcopy(cur)
+                new = _clone(cur)
                 new["metadata"]["deletionTimestamp"] = now_rfc3339(grace)
                 new["metadata"]["deletionGracePeriodSeconds"] = grace
                 return self._commit(kind, "MODIFIED", new, old)
-            return self._commit(kind, "DELETED", copy.deepcopy(cur), old)
+            return self._commit(kind, "DELETED", _clone(cur), old)
 
     def put(self, kind: Kind, obj: Obj) -> Obj:
         """Test setup: create or replace without validation, as if a controller wrote it."""
@@ -294,11 +305,11 @@ class Store:
             cur = self.objects.get((kind.plural, ns, name))
             if cur is None:
                 return self.create(kind, ns, obj, validate=False)
-            new = copy.deepcopy(obj)
+            new = _clone(obj)
             new["apiVersion"], new["kind"] = kind.api_version, kind.kind
             new["metadata"].setdefault("uid", cur["metadata"]["uid"])
             new["metadata"].setdefault("creationTimestamp", cur["metadata"]["creationTimestamp"])
-            return self._commit(kind, "MODIFIED", new, copy.deepcopy(cur))
+            return self._commit(kind, "MODIFIED", new, _clone(cur))
 
     def compact(self) -> None:
         """Forget the history: a watch from any older resourceVersion now gets 410."""
@@ -353,16 +364,16 @@ def _merge_update(kind: Kind, cur: Obj, body: Obj, *, status: bool) -> Obj:
     """The object a PUT leads to. Server-owned metadata always stays the server's."""
     if status:
         # pods/status: the status endpoint ignores spec; metadata labels/annotations apply.
-        new = copy.deepcopy(cur)
-        new["status"] = copy.deepcopy(body.get("status") or {})
+        new = _clone(cur)
+        new["status"] = _clone(body.get("status") or {})
         for key in ("annotations", "labels"):
             value = (body.get("metadata") or {}).get(key)
             if value:
-                new["metadata"][key] = copy.deepcopy(value)
+                new["metadata"][key] = _clone(value)
             else:
                 new["metadata"].pop(key, None)
         return new
-    new = copy.deepcopy(body)
+    new = _clone(body)
     new["apiVersion"], new["kind"] = kind.api_version, kind.kind
     meta = new.setdefault("metadata", {})
     for key in ("name", "namespace", "uid", "creationTimestamp", "resourceVersion"):
@@ -372,7 +383,7 @@ def _merge_update(kind: Kind, cur: Obj, body: Obj, *, status: bool) -> Obj:
             meta[key] = cur["metadata"][key]
     if kind is PODS:
         # The main pod endpoint ignores status, and most of spec is immutable.
-        new["status"] = copy.deepcopy(cur.get("status") or {})
+        new["status"] = _clone(cur.get("status") or {})
         if _pod_spec_core(new.get("spec")) != _pod_spec_core(cur.get("spec")):
             raise invalid(
                 kind,
@@ -387,7 +398,7 @@ def _merge_update(kind: Kind, cur: Obj, body: Obj, *, status: bool) -> Obj:
 
 
 def _pod_spec_core(spec: Obj | None) -> Obj:
-    core = copy.deepcopy(spec or {})
+    core = _clone(spec or {})
     for key in _POD_MUTABLE_SPEC:
         core.pop(key, None)
     for group in ("containers", "initContainers"):

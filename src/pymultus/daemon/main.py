@@ -154,8 +154,12 @@ class Daemon:
         routes = daemon_routes(
             CniHandler(self.conf, backend), DelegateHandler(self.conf, backend), self.health
         )
+        events = self.deps.events
         self._server = HttpServer(
-            routes, metrics=self.metrics, connection_limit=self.conf.connection_limit
+            routes,
+            metrics=self.metrics,
+            connection_limit=self.conf.connection_limit,
+            on_busy=events.set_busy if isinstance(events, BackgroundEvents) else None,
         )
         try:
             await self._server.start_unix(self.socket_path)

@@ -131,6 +131,8 @@ class HttpServer:
     body_limit: int = DEFAULT_BODY_LIMIT
     connection_limit: int | None = None
     read_timeout: float = READ_TIMEOUT
+    #: Told True when the first request starts and False when the last one ends.
+    on_busy: Callable[[bool], None] | None = None
     _servers: list[asyncio.Server] = field(default_factory=list)
     _in_flight: int = 0
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
@@ -257,6 +259,8 @@ class HttpServer:
     def _enter(self) -> None:
         self._in_flight += 1
         self._idle.clear()
+        if self._in_flight == 1 and self.on_busy is not None:
+            self.on_busy(True)
         if self.metrics is not None:
             self.metrics.in_flight.inc()
 
@@ -264,6 +268,8 @@ class HttpServer:
         self._in_flight -= 1
         if self._in_flight == 0:
             self._idle.set()
+            if self.on_busy is not None:
+                self.on_busy(False)
         if self.metrics is not None:
             self.metrics.in_flight.dec()
 

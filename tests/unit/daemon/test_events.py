@@ -57,3 +57,36 @@ def test_a_failing_sink_does_not_stop_the_thread() -> None:
     events.emit(POD, "Normal", "R", "b")
     events.stop()
     assert Broken.calls == 2
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.at: list[float] = []
+
+    def emit(self, pod: Pod, type_: str, reason: str, message: str) -> None:
+        self.at.append(time.monotonic())
+
+
+def test_events_wait_for_a_moment_without_requests() -> None:
+    sink = Recorder()
+    events = BackgroundEvents(sink, rate=1000, hold=5.0)
+    events.start()
+    events.set_busy(True)
+    events.emit(POD, "Normal", "AddedInterface", "m")
+    time.sleep(0.3)
+    assert sink.at == []  # a request is in flight: the event waits
+    idle = time.monotonic()
+    events.set_busy(False)
+    events.stop()
+    assert len(sink.at) == 1 and sink.at[0] >= idle
+
+
+def test_under_steady_load_an_event_waits_at_most_hold() -> None:
+    sink = Recorder()
+    events = BackgroundEvents(sink, rate=1000, hold=0.2)
+    events.start()
+    events.set_busy(True)  # and never idle again
+    queued = time.monotonic()
+    events.emit(POD, "Normal", "AddedInterface", "m")
+    events.stop()
+    assert len(sink.at) == 1 and 0.15 <= sink.at[0] - queued < 2
