@@ -83,19 +83,25 @@ def _info(entry: cache.CacheEntry) -> AttachmentInfo:
 
 
 def sandboxes(cni_dir: str) -> list[Sandbox]:
-    """Every sandbox with a delegate cache file in ``cni_dir``."""
+    """Every sandbox with a delegate cache file or a libcni result in ``cni_dir``. One with
+    results only (its delegate cache was lost) has no ``networks``; DEL falls back to the
+    results for it."""
     by_cid: dict[str, list[AttachmentInfo]] = {}
     for entry in cache.list_attachments(cni_dir):
         by_cid.setdefault(entry.container_id, []).append(_info(entry))
-    found = []
-    for cid in _container_ids(cni_dir):
-        try:
-            delegates = scratch.load(cni_dir, cid) or []
-            networks = tuple(d.name for d in delegates)
-        except (DecodeError, CniError):
-            networks = ("",)
-        found.append(Sandbox(cid, networks, tuple(by_cid.get(cid, ()))))
-    return found
+    cached = set(_container_ids(cni_dir))
+    return [
+        Sandbox(cid, _networks(cni_dir, cid) if cid in cached else (), tuple(by_cid.get(cid, ())))
+        for cid in sorted(cached | by_cid.keys())
+    ]
+
+
+def _networks(cni_dir: str, cid: str) -> tuple[str, ...]:
+    """The delegate names of the sandbox's cache, in order (``("",)`` when unreadable)."""
+    try:
+        return tuple(d.name for d in scratch.load(cni_dir, cid) or [])
+    except (DecodeError, CniError):
+        return ("",)
 
 
 def _container_ids(cni_dir: str) -> list[str]:

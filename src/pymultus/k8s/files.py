@@ -319,16 +319,29 @@ def status_path(root: str, namespace: str, name: str) -> str:
     return os.path.join(root, namespace, name + ".json")
 
 
+_WRITE_TRIES = 3
+
+
 def write_record(root: str, record: StatusRecord) -> str:
     """Write ``record`` atomically; returns its path. ``IOFailure`` when that fails."""
     path = status_path(root, record.namespace, record.name)
     directory = os.path.dirname(path)
     data = gojson.marshal_indent(msgspec.to_builtins(record)) + b"\n"
-    try:
-        os.makedirs(directory, mode=0o755, exist_ok=True)
-    except OSError as exc:
-        raise IOFailure(f"cannot write {path}: {exc.strerror}", path=path) from exc
-    write_atomic(path, data, mode=0o644)
+    for attempt in range(_WRITE_TRIES):
+        try:
+            os.makedirs(directory, mode=0o755, exist_ok=True)
+        except OSError as exc:
+            raise IOFailure(f"cannot write {path}: {exc.strerror}", path=path) from exc
+        try:
+            write_atomic(path, data, mode=0o644)
+        except IOFailure as exc:
+            # The namespace directory went away between makedirs and the write: the last
+            # record of another pod of the namespace was removed (``remove_record``).
+            gone = isinstance(exc.__cause__, FileNotFoundError)
+            if not gone or attempt == _WRITE_TRIES - 1:
+                raise
+            continue
+        break
     return path
 
 
@@ -372,9 +385,10 @@ def _subdirs(root: str) -> list[str]:
 
 
 def remove_record(root: str, ref: PodRef, *, container_id: str) -> bool:
-    """Remove the status file of ``ref`` if the sandbox ``container_id`` wrote it; True when
-    removed. Lock-free: the file is renamed away first, and put back (unless an even newer one
-    appeared meanwhile) when it belongs to another sandbox."""
+    """Remove the status file of ``ref`` if the sandbox ``container_id`` wrote it, and the
+    namespace's directory when that was its last file; True when removed. Lock-free: the
+    file is renamed away first, and put back (unless an even newer one appeared meanwhile)
+    when it belongs to another sandbox."""
     path = status_path(root, ref.namespace, ref.name)
     grabbed = f"{path}.del-{os.getpid()}-{threading.get_ident()}"
     try:
@@ -392,6 +406,9 @@ def remove_record(root: str, ref: PodRef, *, container_id: str) -> bool:
         if not mine:
             _put_back(grabbed, path)
         os.unlink(grabbed)
+    if mine:
+        with contextlib.suppress(OSError):  # not empty: other pods of the namespace remain
+            os.rmdir(os.path.dirname(path))
     return mine
 
 

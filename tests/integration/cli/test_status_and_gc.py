@@ -52,16 +52,7 @@ def test_status_then_gc_of_a_vanished_sandbox(lab: Lab) -> None:
     assert _pymultus("status", "nobody", "--cni-dir", cni).returncode == 1
 
     manage.delete(lab.pod_netns("pod-a"))  # the sandbox is gone, no DEL ever came
-    gc = [
-        "cache",
-        "gc",
-        "--cni-dir",
-        cni,
-        "--bin-dir",
-        "/usr/lib/cni",
-        "--status-dir",
-        str(lab.path("status")),
-    ]
+    gc = _gc_argv(lab)
     dry = _pymultus(*gc, "--dry-run", netns=lab.host)
     assert dry.returncode == 0 and "would remove" in dry.stdout, dry.stdout
     assert len(_allocations(lab)) == 3
@@ -71,5 +62,26 @@ def test_status_then_gc_of_a_vanished_sandbox(lab: Lab) -> None:
     assert lab.container_id("pod-a") in done.stdout.replace("\n", "")
     assert _allocations(lab) == []
     assert not [p for p in lab.path("cni").rglob("*") if p.is_file()]
-    assert not lab.path("status", NAMESPACE, "pod-a.json").exists()
+    assert not lab.path("status", NAMESPACE).exists()  # its last record: the directory too
     assert "no stale sandbox" in _pymultus(*gc, netns=lab.host).stdout
+
+
+def _gc_argv(lab: Lab) -> list[str]:
+    cni, status = str(lab.path("cni")), str(lab.path("status"))
+    return ["cache", "gc", "--cni-dir", cni, "--bin-dir", "/usr/lib/cni", "--status-dir", status]
+
+
+def test_gc_releases_a_sandbox_whose_delegate_cache_was_lost(lab: Lab) -> None:
+    """Only libcni's results are left (the delegate cache file is gone): gc still finds the
+    sandbox and its DEL runs what the results recorded, releasing every address."""
+    config = Path(lab.start_daemon()).read_bytes()
+    assert lab.shim("ADD", "pod-a", config).returncode == 0
+    lab.path("cni", lab.container_id("pod-a")).unlink()
+    manage.delete(lab.pod_netns("pod-a"))
+    assert len(_allocations(lab)) == 3
+
+    done = _pymultus(*_gc_argv(lab), netns=lab.host)
+    assert done.returncode == 0, done.stdout
+    assert lab.container_id("pod-a") in done.stdout.replace("\n", "")
+    assert _allocations(lab) == []
+    assert not [p for p in lab.path("cni").rglob("*") if p.is_file()]

@@ -22,6 +22,7 @@ from pymultus.core.standalone import (
     runtime_annotations,
     standalone_deps,
 )
+from pymultus.k8s import files
 from pymultus.k8s.files import (
     DocumentCache,
     FileNads,
@@ -224,8 +225,36 @@ def test_remove_only_the_record_of_the_same_sandbox(tmp_path: Path) -> None:
     )
     assert remove_record(root, PodRef("ns1", "web"), container_id="new")
     assert read_record(root, "ns1", "web") is None
-    assert os.listdir(Path(root, "ns1")) == []
+    assert not Path(root, "ns1").exists()  # its last record: the namespace directory goes
     assert not remove_record(root, PodRef("ns1", "web"), container_id="new")
+
+
+def test_the_namespace_directory_stays_while_other_pods_have_records(tmp_path: Path) -> None:
+    root = str(tmp_path)
+    for name in ("web", "db"):
+        StateDirStatus(root, container_id=name).write_network_status(Pod("ns1", name), "[]")
+    assert remove_record(root, PodRef("ns1", "web"), container_id="web")
+    assert read_record(root, "ns1", "db") is not None
+
+
+def test_a_write_racing_the_removal_of_its_directory_recreates_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another pod's DEL removes the namespace's last record and directory between this
+    write's makedirs and its file: the write makes the directory again."""
+    root = str(tmp_path)
+    real = files.write_atomic
+    raced: list[str] = []
+
+    def racing(path: str, data: bytes, **kw: Any) -> None:
+        if not raced:
+            raced.append(path)
+            os.rmdir(os.path.dirname(path))
+        real(path, data, **kw)
+
+    monkeypatch.setattr(files, "write_atomic", racing)
+    StateDirStatus(root, container_id="c1").write_network_status(Pod("ns1", "web"), "[7]")
+    assert raced and read_record(root, "ns1", "web") is not None
 
 
 def test_status_refuses_names_that_leave_the_directory(tmp_path: Path) -> None:
