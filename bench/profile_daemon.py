@@ -3,7 +3,9 @@
 Starts the daemon under ``bench/profiled_daemon.py`` in a benchmark world, sends ``--runs``
 ADD+DEL pairs for pods with ``--networks`` extra networks straight to its socket (no shim),
 stops it and prints the top functions by cumulative and by own time. ``--strace`` instead
-counts the daemon's system calls (all threads and children) over the same calls.
+counts the daemon's system calls (all threads and children) over the same calls. ``--spans``
+runs it under ``bench/spanned_daemon.py`` and prints the median wall time of each phase of a
+request (cheap enough to leave the timing of the rest undisturbed).
 
     .venv/bin/python bench/profile_daemon.py --networks 2 --runs 30
 """
@@ -11,6 +13,7 @@ counts the daemon's system calls (all threads and children) over the same calls.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pstats
 import subprocess
@@ -80,6 +83,21 @@ def strace(args: argparse.Namespace) -> None:
         print(log.read_text())
 
 
+def spans(args: argparse.Namespace) -> None:
+    out = Path(args.stats).with_suffix(".spans.json")
+    with World.open() as world:
+        os.environ["PYMULTUS_SPANS"] = str(out)
+        world.start_daemon(launcher=[sys.executable, str(ROOT / "bench" / "spanned_daemon.py")])
+        found = calls(world, args.networks, args.runs, args.mode)
+        world.stop_daemon()
+    print({k: f"{v.median:.2f} ms" for k, v in found.items()}, f"({args.mode}, ADD then DEL)")
+    by_label: dict[str, list[float]] = {}
+    for label, ms in json.loads(out.read_text()):
+        by_label.setdefault(label, []).append(ms)
+    for label, values in by_label.items():
+        print(f"{label:28} x{len(values):<5} median {Summary.of(values).median:8.2f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--networks", type=int, default=2)
@@ -89,8 +107,9 @@ def main() -> None:
     parser.add_argument("--stats", default="/tmp/pymultus-daemon.prof")
     parser.add_argument("--cpu", action="store_true", help="CPU time, loop thread too")
     parser.add_argument("--strace", action="store_true")
+    parser.add_argument("--spans", action="store_true", help="wall time of each phase")
     args = parser.parse_args()
-    (strace if args.strace else profile)(args)
+    (strace if args.strace else spans if args.spans else profile)(args)
 
 
 if __name__ == "__main__":
