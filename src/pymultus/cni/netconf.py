@@ -12,6 +12,7 @@ Bad input raises ``DecodeError`` (not JSON) or ``InvalidConfigError`` naming the
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -366,8 +367,8 @@ def conflist_from_file(path: str) -> NetConfList:
     data = _read_file(path)
     try:
         if not path.endswith(".conflist"):
-            return conflist_from_conf(conf_from_bytes(data))
-        net = _list_from_obj(data, decode_object(data, "configuration list"))
+            return _conf_as_list(data)
+        net = _parsed_list(data)
     except (InvalidConfigError, DecodeError) as exc:
         raise _located(exc, path) from exc
     if not net.load_only_inlined:
@@ -386,6 +387,21 @@ def conflist_from_file(path: str) -> NetConfList:
             f"{path}: no plugin configs found", field="plugins", network=net.name, path=path
         )
     return net
+
+
+#: Parsed files kept by their bytes: the file is read on every call (a change is seen at
+#: once), parsed only when its bytes differ from a parse already made.
+_PARSED_FILES = 256
+
+
+@functools.lru_cache(maxsize=_PARSED_FILES)
+def _conf_as_list(data: bytes) -> NetConfList:
+    return conflist_from_conf(conf_from_bytes(data))
+
+
+@functools.lru_cache(maxsize=_PARSED_FILES)
+def _parsed_list(data: bytes) -> NetConfList:
+    return _list_from_obj(data, decode_object(data, "configuration list"))
 
 
 def find_by_name(directory: str, name: str) -> NetConfList | None:

@@ -9,6 +9,7 @@ not part of the views; they survive only in ``raw``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,9 @@ from pymultus.cni.errors import InvalidConfigError
 from pymultus.cni.netconf import decode_object, go_field
 from pymultus.config.logging import typed_field
 from pymultus.config.multus import bool_map_field, object_field, str_list_field
+
+#: Parsed configs kept by their bytes (a few hundred bytes each): NADs and files of a node.
+PARSED_CACHE = 1024
 
 
 @dataclass(frozen=True)
@@ -152,15 +156,24 @@ def _valid_attachments(obj: Mapping[str, Any], prefix: str) -> tuple[tuple[str, 
 def load_delegate(raw: bytes, *, name: str | None = None, prefix: str = "") -> Delegate:
     """``LoadDelegateNetConf``: a config without ``type`` must be a conflist whose first
     plugin has one. ``name`` (e.g. ``ns/nad``) replaces the config's own name; ``prefix``
-    (e.g. ``delegates[0].``) is put before field names in errors."""
-    obj = decode_object(bytes(raw), "delegate config")
+    (e.g. ``delegates[0].``) is put before field names in errors.
+
+    Pure in its arguments and the ``Delegate`` is immutable: a NAD or file that did not change
+    is parsed once, not on every ADD (issue #7)."""
+    return _load_delegate(bytes(raw), name, prefix)
+
+
+@functools.lru_cache(maxsize=PARSED_CACHE)
+def _load_delegate(raw: bytes, name: str | None, prefix: str) -> Delegate:
+    obj = decode_object(raw, "delegate config")
     conf = go_netconf(obj, prefix)
     if conf.type:
-        return Delegate(raw=bytes(raw), name=conf.name if name is None else name, is_list=False)
+        return Delegate(raw=raw, name=conf.name if name is None else name, is_list=False)
     conflist = _checked_list(obj, prefix)
-    return Delegate(raw=bytes(raw), name=conflist.name if name is None else name, is_list=True)
+    return Delegate(raw=raw, name=conflist.name if name is None else name, is_list=True)
 
 
+@functools.lru_cache(maxsize=PARSED_CACHE)
 def load_delegate_list(raw: bytes, *, prefix: str = "") -> Delegate:
     """``LoadDelegateNetConfList`` alone, as Go loads a clusterNetwork or defaultNetworks
     file or directory: always a conflist, named after it, with an empty cached ``Conf``."""

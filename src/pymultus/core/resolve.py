@@ -10,6 +10,7 @@ from the pod's resource map, loaded once per ADD on the first such NAD (rows 28,
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -20,7 +21,7 @@ from pymultus.cni.env import validate_network_name
 from pymultus.cni.errors import InvalidConfigError
 from pymultus.cni.netconf import NetConf, NetConfList
 from pymultus.config.multus import MultusConf
-from pymultus.core.delegate import Delegate, load_delegate, load_delegate_list
+from pymultus.core.delegate import PARSED_CACHE, Delegate, load_delegate, load_delegate_list
 from pymultus.core.deps import Deps
 from pymultus.core.request import Request
 from pymultus.k8s.objects import DEFAULT_NETWORK_ANNOTATION, NETWORKS_ANNOTATION, Nad, Pod
@@ -157,8 +158,12 @@ def _first_config(directory: str) -> str:
 
 def _from_file_net(net: NetConfList) -> Planned:
     """Go caches a file network re-marshalled (keys sorted) and runs libcni on the file."""
-    raw = netconf.remarshal(netconf.decode_object(net.raw))
-    return Planned(load_delegate_list(raw), net)
+    return Planned(load_delegate_list(_remarshalled(net.raw)), net)
+
+
+@functools.lru_cache(maxsize=PARSED_CACHE)
+def _remarshalled(raw: bytes) -> bytes:
+    return netconf.remarshal(netconf.decode_object(raw))
 
 
 def _from_selection(

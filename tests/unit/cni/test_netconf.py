@@ -301,3 +301,20 @@ def test_inject_escapes_like_go_and_refuses_null_values() -> None:
     )
     with pytest.raises(InternalError):
         netconf.inject(b'{"type":"x"}', prevResult=None)
+
+
+PARSE_ONCE = {
+    "10-net.conflist": conflist({"type": "bridge"}, loadOnlyInlinedPlugins=True),
+    "10-net.conf": b'{"cniVersion": "1.0.0", "name": "net", "type": "bridge"}',
+}
+
+
+@pytest.mark.parametrize("name", PARSE_ONCE)
+def test_a_file_is_read_every_time_and_parsed_once_per_content(tmp_path: Path, name: str) -> None:
+    """The daemon reads its cluster network on every ADD: an edit is seen at once, while
+    bytes already parsed are not parsed again (issue #7)."""
+    path = write(tmp_path / name, PARSE_ONCE[name])
+    a, b = netconf.conflist_from_file(str(path)), netconf.conflist_from_file(str(path))
+    assert a.plugins[0] is b.plugins[0]  # the same parse
+    path.write_bytes(PARSE_ONCE[name].replace(b"bridge", b"macvlan"))
+    assert netconf.conflist_from_file(str(path)).plugins[0].type == "macvlan"

@@ -412,3 +412,11 @@ def test_container_id_cannot_leave_the_directory(tmp_path: Path, container_id: s
         scratch.save(str(tmp_path), container_id, [])
     with pytest.raises(InvalidEnvironmentError):
         scratch.load(str(tmp_path), container_id)
+
+
+def test_a_delegate_is_parsed_once_per_bytes_and_name() -> None:
+    """NADs are resolved on every ADD; the same bytes give the same immutable delegate."""
+    raw = b'{"cniVersion": "1.0.0", "name": "n", "type": "bridge"}'
+    assert load_delegate(raw, name="ns/a") is load_delegate(bytearray(raw), name="ns/a")
+    assert load_delegate(raw, name="ns/b").name == "ns/b"
+    assert load_delegate(raw).name == "n"
