@@ -260,7 +260,10 @@ def _method(matrix: Matrix) -> str:
         f"of extra networks ({', '.join(map(str, matrix.counts))}) and at each every mode, "
         "in an order that rotates from round to round.\n"
         "- `python bench/run.py --quick` is a short run of the same; `--out DIR` writes the "
-        "report elsewhere."
+        "report elsewhere.\n"
+        "- Where a daemon request spends its time: `python bench/profile_daemon.py` (`--spans` "
+        "for the wall time of each phase, `--cpu` for cProfile on CPU time, `--strace` for "
+        "system calls)."
     )
 
 
