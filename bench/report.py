@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.acceptance import Check, Run, checks, overhead, ratio, shim_cost
 from bench.latency import MATRIX_MODES, Matrix
-from bench.load import CPU_WHO, LOAD_NETWORKS, THIN_MAX_PODS, LoadResult
+from bench.load import CPU_WHO, LOAD_NETWORKS, REPEATS, THIN_MAX_PODS, LoadResult
 from bench.reference import GO_ADD, GO_DEL, GO_SHIM_START_MS, GO_LOAD_30x4, go_ratio, go_value
 from bench.stats import Summary, kinds_text
 
@@ -168,8 +168,10 @@ def _load(results: Sequence[LoadResult]) -> str:
     return (
         f"## Throughput under load\n\n![throughput]({THROUGHPUT_PNG})\n\n"
         f"Each pod has {LOAD_NETWORKS} extra networks; all sandboxes exist before the first "
-        f"ADD; pods/s = pods / ADD makespan; thin runs only up to {THIN_MAX_PODS} pods (about a "
-        "second of CPU per ADD makes larger cases take minutes). Issue #7, 30 pods x 4 at a "
+        f"ADD; pods/s = pods / ADD makespan, the median of {REPEATS} waves for thick and "
+        "direct (one for thin), interleaved; latencies pool the waves. Thin runs only up to "
+        f"{THIN_MAX_PODS} pods (about half a second of CPU per ADD makes larger cases take "
+        "minutes). Issue #7, 30 pods x 4 at a "
         "time (pods/s): "
         f"{go}. CPU per ADD, from the kernel's accounting over the ADD wave: "
         + "; ".join(f"*{k}*: {v}" for k, v in CPU_WHO.items())

@@ -31,7 +31,7 @@ from pymultus import __version__  # noqa: E402
 @dataclass(frozen=True)
 class Plan:
     counts: tuple[int, ...] = (0, 1, 2, 4, 8)
-    rounds: int = 10
+    rounds: int = 15
     sizes: tuple[int, ...] = (10, 30, 100)
     parallels: tuple[int, ...] = (4, 16)
     startup_runs: int = 20
@@ -43,7 +43,7 @@ QUICK = Plan(rounds=2, sizes=(10,), parallels=(4, 16), startup_runs=5)
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short run (under a minute)")
-    parser.add_argument("--rounds", type=int, help="latency rounds (default 10, quick 2)")
+    parser.add_argument("--rounds", type=int, help="latency rounds (default 15, quick 2)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs", help="report directory")
     return parser.parse_args(argv)
 
