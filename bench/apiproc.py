@@ -65,6 +65,10 @@ class ApiProcess:
         stored: dict[str, Any] = self._call("put", obj)
         return stored
 
+    def delete_pods(self, names: list[tuple[str, str]]) -> None:
+        """Remove these (namespace, name) pods at once, as after their sandboxes went."""
+        self._call("delete_pods", names)
+
     def count(self, kind: str) -> int:
         """How many ``pods`` or ``nads`` the server holds."""
         counted: int = self._call("count", kind)
@@ -109,6 +113,10 @@ def _serve(conn: multiprocessing.connection.Connection, history: int, kubeconfig
 def _do(api: StandInApiServer, times: list[RequestTime], op: str, arg: Any) -> Any:
     if op == "put":
         return api.put_object(arg)
+    if op == "delete_pods":
+        for namespace, name in arg:
+            api.delete_object("pods", namespace, name)
+        return None
     if op == "count":
         items, _ = api.store.select(_KINDS[arg], None)
         return len(items)

@@ -91,6 +91,7 @@ class World:
     daemon: subprocess.Popen[bytes] | None = None
     shim_conf: bytes = b""
     _pods: int = 0
+    _pod_names: list[str] = field(default_factory=list)
     _netns: set[str] = field(default_factory=set)
 
     @property
@@ -215,8 +216,14 @@ class World:
             meta["annotations"] = {NETWORKS: ", ".join(f"net{k}" for k in range(1, networks + 1))}
         spec = {"nodeName": NODE, "containers": [{"name": "pause", "image": "pause:3.9"}]}
         self.api.put_object({"kind": "Pod", "metadata": meta, "spec": spec})
+        self._pod_names.append(name)
         cid = uuid.uuid4().hex + uuid.uuid4().hex
         return PodId(name, uid, cid, f"pmbp-{self.suffix}-{self._pods}", networks)
+
+    def forget_pods(self) -> None:
+        """Delete every Pod object this world made from the API (their runs are over)."""
+        self.api.delete_pods([(NAMESPACE, name) for name in self._pod_names])
+        self._pod_names.clear()
 
     def make_netns(self, pod: PodId) -> None:
         ip("netns", "add", pod.netns)
