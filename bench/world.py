@@ -16,7 +16,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.apiproc import ApiProcess, RequestTime
+from pymultus.cli.demo_lab import stop_process
 from pymultus.netns.enter import in_netns
 from pymultus.shim.install import install_shim
 
@@ -272,14 +272,8 @@ class World:
 
     def stop_daemon(self) -> None:
         proc, self.daemon = self.daemon, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc is not None:
+            stop_process(proc)
 
     def leftover_allocations(self) -> list[str]:
         """host-local reservations still on disk: each one a DEL that did not clean up."""

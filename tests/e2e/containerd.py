@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pymultus.cli.demo_lab import stop_process
 from tests.support.cri import CriClient, CriError
 from tests.support.pause_image import DEFAULT_NAME, build_pause_archive
 
@@ -178,7 +179,7 @@ class Containerd:
         """Stop containerd and everything it started; returns what could not be removed."""
         self._remember_tasks()
         if self.proc is not None:
-            _terminate(self.proc)
+            stop_process(self.proc, STOP_TIMEOUT)
         killed = self.our_processes()
         for pid in killed:
             with contextlib.suppress(ProcessLookupError):
@@ -215,17 +216,6 @@ class Containerd:
                 with contextlib.suppress(OSError):
                     parent.rmdir()
         return left
-
-
-def _terminate(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def _wait_gone(pids: list[int], timeout: float = 5.0) -> None:

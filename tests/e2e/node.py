@@ -23,7 +23,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pymultus.cli.demo_lab import stop_process
 from pymultus.k8s.files import read_record
 from pymultus.shim.install import install_shim
 from tests.e2e import leaks
@@ -271,14 +271,8 @@ class Node:
     def stop_daemon(self) -> None:
         """SIGTERM (the daemon drains requests in flight), SIGKILL after 30 s."""
         proc, self.daemon = self.daemon, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc is not None:
+            stop_process(proc)
 
     def tail(self, name: str, size: int = 3000) -> str:
         with contextlib.suppress(OSError):

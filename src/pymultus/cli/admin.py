@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pymultus.cni.errors import CniError
 from pymultus.config.multus import DEFAULT_BIN_DIR, DEFAULT_CNI_DIR
 from pymultus.core import inventory
 from pymultus.k8s.files import DEFAULT_STATE_DIR
@@ -42,7 +43,7 @@ def install(
             installer(dest, interpreter=interpreter),
             install_passthru(dest, interpreter=None if type_ is PluginType.thin else interpreter),
         ]
-    except OSError as exc:
+    except (OSError, CniError) as exc:
         console.print(f"[red]cannot install the {type_.value} plugin: {exc}[/]")
         raise typer.Exit(1) from None
     console.print("installed " + ", ".join(paths))

@@ -41,6 +41,18 @@ def _host_local(subnet: str, data_dir: Path) -> dict[str, Any]:
     return {"type": "host-local", "subnet": subnet, "dataDir": str(data_dir)}
 
 
+def stop_process(proc: subprocess.Popen[bytes], grace: float = 30.0) -> None:
+    """SIGTERM (a daemon drains its requests in flight), SIGKILL after ``grace`` s; reaped."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @dataclass
 class Lab:
     suffix: str = field(default_factory=lambda: secrets.token_hex(3))
@@ -205,14 +217,8 @@ class Lab:
     # --- tear-down ---------------------------------------------------------------------
 
     def stop_daemon(self) -> None:
-        if self.daemon is None or self.daemon.poll() is not None:
-            return
-        self.daemon.send_signal(signal.SIGTERM)
-        try:
-            self.daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.daemon.kill()
-            self.daemon.wait()
+        if self.daemon is not None:
+            stop_process(self.daemon)
 
     def leftovers(self) -> list[str]:
         left = [f"netns {n}" for n in (self.host, *map(self.pod_netns, PODS)) if manage.exists(n)]

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
+
+from pymultus.cni.atomic import write_atomic
 
 LAUNCHER = "#!{python} -I\nfrom pymultus.plugin.main import main\nmain()\n"
 
@@ -18,14 +19,5 @@ def install_thin(dest_dir: str, *, interpreter: str | None = None, name: str = "
     python = interpreter or sys.executable  # a venv interpreter keeps its venv: no realpath
     target = os.path.join(dest_dir, name)
     os.makedirs(dest_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=dest_dir)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(LAUNCHER.format(python=python))
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(target, LAUNCHER.format(python=python).encode(), mode=0o755, durable=True)
     return target

@@ -25,9 +25,9 @@ virtualenv wrapper that costs tens of milliseconds per call, or nothing at all. 
 path working), else the real interpreter running this code (``realpath(sys.executable)``, which
 leaves any venv or pyenv wrapper behind).
 
-This module imports nothing else from pymultus (an import-linter contract keeps the shim package
-apart from the rest), so it reports failures as ``ShimInstallError``, an ``OSError`` naming the
-path at fault; callers map it along with every other I/O error.
+A bad interpreter or destination is a ``ShimInstallError``, an ``OSError`` naming the path at
+fault; a failed write is ``cni.atomic``'s ``IOFailure``. (Only ``multus_shim.py`` itself must
+import nothing of the package; this module writes with ``cni.atomic.write_atomic``.)
 """
 
 from __future__ import annotations
@@ -39,8 +39,9 @@ import hashlib
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+from pymultus.cni.atomic import write_atomic
 
 SHIM_NAME = "multus-shim"
 SHIM_SOURCE = Path(__file__).with_name("multus_shim.py")
@@ -128,7 +129,7 @@ def install_shim(dest_dir: str, *, interpreter: str | None = None) -> str:
     interpreter is a host path that may not exist inside the container. Without it, a Python
     >= 3.8 of this machine is chosen and checked (see the module docstring).
 
-    Raises ``ShimInstallError`` for a bad interpreter or destination, and ``OSError`` when
+    Raises ``ShimInstallError`` for a bad interpreter or destination, and ``IOFailure`` when
     writing fails.
     """
     return install_script(SHIM_SOURCE, dest_dir, SHIM_NAME, interpreter=interpreter)
@@ -150,7 +151,7 @@ def install_script(
         raise ShimInstallError("CNI bin directory does not exist", dest_dir)
     content = launcher_source(compact_source(source.read_bytes()), chosen, str(source))
     target = os.path.join(dest_dir, name)
-    _atomic_write(target, content)
+    write_atomic(target, content, mode=0o755, durable=True)
     for stale in cache_files(target):  # an older program's, or another Python's
         with contextlib.suppress(OSError):
             os.unlink(stale)
@@ -291,20 +292,3 @@ def _checked_path(interpreter: str) -> str:
             "the shim interpreter must be an absolute path without whitespace", interpreter
         )
     return interpreter
-
-
-def _atomic_write(target: str, content: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{os.path.basename(target)}.", suffix=TEMP_SUFFIX, dir=os.path.dirname(target)
-    )
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
-            f.flush()
-            os.fchmod(f.fileno(), 0o755)
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
