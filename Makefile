@@ -5,7 +5,11 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-APT_PACKAGES := containernetworking-plugins iproute2 python3-venv
+# Debian packages: the CNI plugins, the venv module, and the package of every external command
+# listed in deps/commands.tsv (what the demo, the tests and the benchmarks run).
+COMMANDS     := deps/commands.tsv
+APT_PACKAGES := containernetworking-plugins python3-venv \
+	$(shell awk -F'\t' '!/^\#/ && NF == 2 {print $$2}' $(COMMANDS) | sort -u)
 
 .PHONY: all deps venv lint test test-unit test-integration demo bench clean
 
@@ -16,8 +20,12 @@ deps:
 		echo ">> installing apt packages: $(APT_PACKAGES)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
 	fi
+	@awk -F'\t' '!/^\#/ && NF == 2' $(COMMANDS) | while IFS="$$(printf '\t')" read -r cmd pkg; do \
+		PATH="$$PATH:/usr/local/sbin:/usr/sbin:/sbin" command -v "$$cmd" >/dev/null || { \
+			echo "make deps: command '$$cmd' is missing after installing its Debian package '$$pkg' ($(COMMANDS))"; exit 1; }; \
+	done
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(COMMANDS)
 	@$(MAKE) --no-print-directory deps
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -32,7 +40,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-test: $(STAMP) lint
+test: deps $(STAMP) lint
 	$(VENV)/bin/pytest -q tests
 
 test-unit: $(STAMP)
@@ -41,7 +49,7 @@ test-unit: $(STAMP)
 test-integration: $(STAMP)
 	$(VENV)/bin/pytest -q tests/integration
 
-demo: $(STAMP)
+demo: deps $(STAMP)
 	$(VENV)/bin/pymultus demo
 
 BENCH_STAMP := $(VENV)/.bench-installed

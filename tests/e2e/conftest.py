@@ -1,10 +1,10 @@
 """End-to-end tests: containerd 1.6's CRI drives pymultus in thick mode, as kubelet does.
 
 One containerd (and one multus-daemon) serves every test of this directory: started in about
-2 s, stopped after the directory's last test. What is missing is installed first: the Debian
-packages ``containerd runc busybox-static`` (as root, with apt) and the PyPI package
-``container-runtime-interface-api`` (into this venv). Like the integration tests these are
-never skipped: without root they fail saying so.
+2 s, stopped after the directory's last test. They need the Debian packages ``containerd runc
+busybox-static`` (``make deps`` installs them: ``deps/commands.tsv``) and the PyPI package
+``container-runtime-interface-api`` (installed into this venv when missing). Like the
+integration tests these are never skipped: without root they fail saying so.
 
 Each test gets the ``node`` fixture; at its end every sandbox still there is stopped and
 removed through the CRI (a test that failed half-way leaves none), and then the test fails if
@@ -46,6 +46,7 @@ from tests.e2e.clusters import Cluster, Standalone, api_server_cluster  # noqa: 
 from tests.e2e.containerd import cni_config_loaded  # noqa: E402
 from tests.e2e.leaks import LIBCNI_RESULTS  # noqa: E402
 from tests.e2e.node import Node  # noqa: E402
+from tests.support.commands import missing, registry  # noqa: E402
 from tests.support.cri import CriClient  # noqa: E402
 
 
@@ -56,18 +57,10 @@ def _ensure_apt_packages() -> None:
             "`make test-unit`.",
             pytrace=False,
         )
-    query = ["dpkg-query", "-W", "-f=${Status}\n", *APT_PACKAGES]
-    status = subprocess.run(query, capture_output=True, text=True, check=False).stdout
-    if status.count("install ok installed") == len(APT_PACKAGES):
-        return
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for argv in (
-        ["apt-get", "update", "-qq"],
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *APT_PACKAGES],
-    ):
-        done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
-        if done.returncode != 0:
-            pytest.fail(f"{' '.join(argv)} failed:\n{done.stdout}\n{done.stderr}", pytrace=False)
+    absent = missing({cmd: pkg for cmd, pkg in registry().items() if pkg in APT_PACKAGES})
+    if absent:
+        needed = sorted(set(absent.values()))
+        pytest.fail(f"e2e tests need {needed}: run `make deps`", pytrace=False)
 
 
 def _wait_for_multus_config(cri: CriClient, timeout: float = 20.0) -> None:

@@ -4,6 +4,7 @@ traceback (issue: "bad input gets a clear CNI error, never a traceback")."""
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -16,12 +17,19 @@ from pymultus.cni import cache, netconf
 from pymultus.cni.args import parse_cni_args
 from pymultus.cni.convert import parse_result
 from pymultus.cni.env import parse_plugin_env
-from pymultus.cni.errors import CniError
+from pymultus.cni.errors import CniError, decode_plugin_failure
 from pymultus.config.daemon import parse_daemon_conf
 from pymultus.config.multus import parse_multus_conf
+from pymultus.config.validate import validate
 from pymultus.core import scratch
-from pymultus.k8s.selection import parse_networks_annotation
+from pymultus.k8s.checkpoint import parse_checkpoint
+from pymultus.k8s.client import load_client
+from pymultus.k8s.devinfo import parse_device_info
+from pymultus.k8s.files import parse_documents
+from pymultus.k8s.podresources import decode_list_response
+from pymultus.k8s.selection import parse_default_network_annotation, parse_networks_annotation
 from pymultus.k8s.status import parse_network_status
+from pymultus.plugin import passthru
 from pymultus.protocol import wire
 
 # JSON-ish bytes find deeper paths than random bytes: objects with the keys parsers look for.
@@ -103,3 +111,132 @@ PARSERS["daemon request"] = _wire
 def test_parser_gives_a_value_or_a_cni_error(name: str, data: bytes) -> None:
     with contextlib.suppress(CniError):
         PARSERS[name](data)
+
+
+# ---------------------------------------------------------------- hostile shapes, every parser
+# Deep nesting (balanced or not), long strings and huge arrays: each parser answers with a
+# value or a CniError, never a RecursionError or a traceback; what is beyond the limits of
+# pymultus.cni.limits is refused with code 7 saying "nested too deep" or "too large".
+
+DEEP = {
+    f"{kind} {n} deep{' balanced' if closed else ''}": (
+        (b"[" * n + b"]" * n)
+        if closed and kind == "arrays"
+        else (b'{"a":' * n + b"1" + b"}" * n)
+        if closed
+        else (b"[" * n if kind == "arrays" else b'{"a":' * n)
+    )
+    for kind in ("arrays", "objects")
+    for n in (1_000, 100_000)
+    for closed in (False, True)
+}
+HUGE = {
+    "long string": b'"' + b"x" * (5 * 1024 * 1024) + b'"',
+    "huge array": b"[" + b"0," * (3 * 1024 * 1024) + b"0]",
+}
+
+
+def _too_far(exc: CniError) -> bool:
+    return exc.code in (6, 7) and ("nested too deep" in exc.msg or "too large" in exc.msg)
+
+
+@pytest.mark.parametrize("shape", sorted(DEEP))
+@pytest.mark.parametrize("name", sorted(PARSERS))
+def test_deep_nesting_is_refused_by_every_parser(name: str, shape: str) -> None:
+    try:
+        PARSERS[name](DEEP[shape])
+    except CniError as exc:
+        assert _too_far(exc) or name in ("CNI_ARGS", "daemon request"), exc
+    else:
+        assert name in ("CNI_ARGS", "daemon request"), "a nested value was accepted"
+
+
+@pytest.mark.parametrize("shape", sorted(HUGE))
+@pytest.mark.parametrize("name", sorted(PARSERS))
+def test_huge_input_gives_a_value_or_a_cni_error(name: str, shape: str) -> None:
+    with contextlib.suppress(CniError):
+        PARSERS[name](HUGE[shape])
+
+
+def test_the_daemon_refuses_a_deep_body_naming_it() -> None:
+    with pytest.raises(wire.WireError, match="body: nested too deep"):
+        wire.decode_cni_request(b'{"env":' + b"[" * 100_000)
+
+
+# ---------------------------------------------------------------- more parsers of outside input
+
+
+def _kubeconfig(data: bytes) -> Any:
+    with tempfile.NamedTemporaryFile(suffix=".yaml") as f:
+        f.write(data)
+        f.flush()
+        return load_client(f.name)
+
+
+def _passthru(data: bytes) -> Any:
+    try:
+        return passthru.load_config(data)
+    except passthru.PluginError as exc:  # the stdlib-only plugin's own error, code 6
+        assert exc.code == 6
+        return None
+
+
+def _delegate_request(data: bytes) -> Any:
+    try:
+        return wire.decode_delegate_request(data)
+    except wire.WireError:
+        return None
+
+
+MORE_PARSERS: dict[str, Callable[[bytes], Any]] = {
+    "default-network annotation": lambda b: parse_default_network_annotation(
+        b.decode("utf-8", "replace"), "kube-system"
+    ),
+    "standalone YAML file": lambda b: parse_documents(b, "/etc/pymultus/nads/ns/a.yaml"),
+    "standalone JSON file": lambda b: parse_documents(b, "/etc/pymultus/nads/ns/a.json"),
+    "kubeconfig": _kubeconfig,
+    "device-info file": parse_device_info,
+    "device checkpoint": parse_checkpoint,
+    "PodResources reply": decode_list_response,
+    "plugin error output": lambda b: decode_plugin_failure("p", b, b"", 1),
+    "validate (webhook)": lambda b: validate(b, check_selection=lambda s: None),
+    "passthru config": _passthru,
+    "delegate request": _delegate_request,
+}
+
+
+@pytest.mark.parametrize("name", sorted(MORE_PARSERS))
+@settings(max_examples=60, deadline=None)
+@given(data=INPUTS)
+def test_more_parsers_give_a_value_or_a_cni_error(name: str, data: bytes) -> None:
+    with contextlib.suppress(CniError):
+        MORE_PARSERS[name](data)
+
+
+@pytest.mark.parametrize("shape", sorted({**DEEP, **HUGE}))
+@pytest.mark.parametrize("name", sorted(MORE_PARSERS))
+def test_more_parsers_survive_hostile_shapes(name: str, shape: str) -> None:
+    with contextlib.suppress(CniError):
+        MORE_PARSERS[name]({**DEEP, **HUGE}[shape])
+
+
+YAML_BOMBS = {
+    "block nesting": b"a:\n" + b"".join(b"  " * i + b"- x:\n" for i in range(1, 2_000)),
+    "flow nesting": b"a: " + b"[" * 100_000,
+    "alias bomb": b'a: &a ["l","l","l","l","l","l","l","l","l"]\n'
+    + b"".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{','.join([f'*{chr(97 + i)}'] * 9)}]\n".encode()
+        for i in range(8)
+    ),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(YAML_BOMBS))
+@pytest.mark.parametrize("name", ["standalone YAML file", "kubeconfig", "validate (webhook)"])
+def test_yaml_bombs_are_refused(name: str, shape: str) -> None:
+    try:
+        outcome = MORE_PARSERS[name](YAML_BOMBS[shape])
+    except CniError as exc:
+        assert _too_far(exc), exc
+    else:  # validate reports problems instead of raising
+        assert any("too" in p.problem for p in outcome.problems), outcome

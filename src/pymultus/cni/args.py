@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from pymultus.cni.errors import InvalidEnvironmentError
+from pymultus.cni.limits import MAX_ARGS_BYTES, check_size
 
 _FIELD = "CNI_ARGS"
 
 
 def parse_cni_args(value: str) -> list[tuple[str, str]]:
     """Split ``CNI_ARGS`` into ``(key, value)`` pairs, keys and values stripped."""
+    check_size(value, field=_FIELD, max_bytes=MAX_ARGS_BYTES)
     pairs: list[tuple[str, str]] = []
     for segment in value.split(";"):
         if not segment.strip():

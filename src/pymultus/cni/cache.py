@@ -23,6 +23,7 @@ from typing import Any
 
 import msgspec
 
+from pymultus.cni import limits
 from pymultus.cni.atomic import write_atomic
 from pymultus.cni.convert import AnyResult, encode_result, parse_result
 from pymultus.cni.errors import DecodeError, InvalidConfigError, IOFailure
@@ -78,6 +79,7 @@ class CacheEntry:
 
 def result_bytes(encoded: bytes) -> bytes:
     """A result as libcni caches it: marshalled, decoded into a Go map, marshalled again."""
+    limits.check_json(encoded, field="result", error=DecodeError)
     try:
         obj = msgspec.json.decode(encoded)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
@@ -168,6 +170,7 @@ def _fold_keys(obj: dict[str, Any]) -> dict[str, Any]:
 def decode(data: bytes, *, path: str = "") -> CacheEntry:
     """Parse a cache file. Raises ``DecodeError`` for anything but a ``cniCacheV1`` entry."""
     where = path or "cache entry"
+    limits.check_json(data, field=where, error=DecodeError)
     try:
         raw = msgspec.json.decode(data)
         if not isinstance(raw, dict):

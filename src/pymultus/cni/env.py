@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import msgspec
 
+from pymultus.cni import limits
 from pymultus.cni.errors import (
     DecodeError,
     InvalidConfigError,
@@ -114,6 +115,7 @@ _named_decoder = msgspec.json.Decoder(_NamedConfig)
 
 def config_name(stdin: bytes) -> str:
     """The ``name`` of the network config on stdin; skel refuses to run without a valid one."""
+    limits.check_json(stdin, field="stdin")
     try:
         return _named_decoder.decode(stdin).name
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:

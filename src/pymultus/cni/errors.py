@@ -179,7 +179,8 @@ def decode_plugin_failure(plugin: str, stdout: bytes, stderr: bytes, status: int
     """
     try:
         wire = _wire_decoder.decode(stdout)
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
+        # RecursionError: stdout nested deeper than the decoder goes; garbage all the same
         return DelegateError(_crash_message(plugin, stderr, status), plugin_code=999, plugin=plugin)
     return DelegateError(wire.msg, plugin_code=wire.code, plugin=plugin, details=wire.details)
 

@@ -23,7 +23,7 @@ from typing import Protocol
 
 import msgspec
 
-from pymultus.cni import pipes, version
+from pymultus.cni import limits, pipes, version
 from pymultus.cni.args import format_cni_args
 from pymultus.cni.errors import (
     DecodeError,
@@ -272,6 +272,7 @@ def plugin_versions(
 
 
 def _decode_versions(plugin_type: str, out: bytes) -> list[str]:
+    limits.check_json(out, field=f"version info of plugin {plugin_type!r}", error=DecodeError)
     try:
         info = _version_decoder.decode(out)
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:

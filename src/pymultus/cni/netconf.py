@@ -21,7 +21,7 @@ from typing import Any
 
 import msgspec
 
-from pymultus.cni import gojson, version
+from pymultus.cni import gojson, limits, version
 from pymultus.cni.env import validate_network_name
 from pymultus.cni.errors import (
     DecodeError,
@@ -95,6 +95,7 @@ def go_roundtrip(obj: Any) -> Any:
 
 def decode_object(data: bytes, what: str = "configuration") -> dict[str, Any]:
     """JSON bytes that must hold an object."""
+    limits.check_json(data, field=what)
     try:
         obj = msgspec.json.decode(data)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:

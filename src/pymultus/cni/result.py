@@ -32,7 +32,7 @@ from typing import Any, TypeAlias
 
 import msgspec
 
-from pymultus.cni import gojson
+from pymultus.cni import gojson, limits
 from pymultus.cni.errors import DecodeError, InternalError
 from pymultus.cni.version import require_known
 
@@ -225,6 +225,7 @@ def _decode_error(exc: Exception) -> DecodeError:
 
 
 def _decode(data: bytes, kind: type[Any]) -> Any:
+    limits.check_json(data, field="result", error=DecodeError)
     try:
         return msgspec.json.decode(data, type=kind)
     except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:

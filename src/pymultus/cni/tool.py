@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from pymultus.cni import netconf
+from pymultus.cni import limits, netconf
 from pymultus.cni.args import parse_cni_args
 from pymultus.cni.chain import CNIConfig, RuntimeConf
 from pymultus.cni.convert import AnyResult
@@ -53,6 +53,7 @@ class ToolEnv:
 def _capability_args(value: str) -> Mapping[str, Any]:
     if not value:
         return {}
+    limits.check_json(value, field="CAP_ARGS", max_bytes=limits.MAX_ARGS_BYTES)
     try:
         parsed = msgspec.json.decode(value)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:

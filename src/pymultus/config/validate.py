@@ -25,9 +25,9 @@ from typing import Any
 import msgspec
 import yaml
 
-from pymultus.cni import netconf
+from pymultus.cni import limits, netconf
 from pymultus.cni.env import validate_network_name
-from pymultus.cni.errors import CniError, DecodeError, InternalError
+from pymultus.cni.errors import CniError, DecodeError, InternalError, InvalidConfigError
 from pymultus.cni.invoke import find_plugin
 from pymultus.cni.version import ALL_VERSIONS, require_known
 from pymultus.config.daemon import parse_daemon_conf
@@ -93,6 +93,18 @@ def validate(
     except UnicodeDecodeError as err:
         where = f"byte {err.start}"
         return Report(kind, (Problem(where, "is not UTF-8 text", "save the file as UTF-8"),))
+    if check_selection is None and kind is Kind.ANNOTATION:
+        raise InternalError("validate: annotations need a check_selection function")
+    try:
+        limits.check_json(text, field="input", max_bytes=limits.MAX_FILE_BYTES)
+        return _validate(text, kind, tuple(bin_dirs), check_selection)
+    except InvalidConfigError as err:  # the input is beyond pymultus.cni.limits
+        return Report(kind, (Problem("", err.msg, "no real config is that large or deep"),))
+
+
+def _validate(
+    text: str, kind: Kind, bin_dirs: tuple[str, ...], check_selection: SelectionCheck | None
+) -> Report:
     if kind is Kind.AUTO:
         kind = detect_kind(text)
     if kind is Kind.ANNOTATION:
@@ -100,7 +112,7 @@ def validate(
             raise InternalError("validate: annotations need a check_selection function")
         return Report(kind, tuple(check_annotation(text.strip(), check_selection)))
     checks = {Kind.NAD: _check_nads, Kind.MULTUS: _check_multus, Kind.DAEMON: _check_daemon}
-    problems = checks.get(kind, check_cni_config)(text, tuple(bin_dirs))
+    problems = checks.get(kind, check_cni_config)(text, bin_dirs)
     return Report(kind, tuple(dict.fromkeys(problems)))
 
 
@@ -112,7 +124,7 @@ def load_documents(text: str) -> list[Any]:
     try:
         return [msgspec.json.decode(text.encode())]
     except (msgspec.DecodeError, UnicodeDecodeError):
-        return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+        return limits.load_yaml(text, field="input")
 
 
 def detect_kind(text: str) -> Kind:

@@ -62,8 +62,10 @@ def _delegates_for_del(req: Request, deps: Deps) -> list[Delegate]:
         return []
     try:
         return [p.delegate for p in resolve.plan(req, deps, pod)]
-    except CniError:
-        pass  # a NAD or the annotation went bad since ADD: the cluster network at least
+    except CniError as exc:  # a NAD or the annotation is bad: the cluster network at least
+        log.warning(
+            "%s: DEL without a delegate cache cannot use the pod's networks: %s", req.who, exc
+        )
     try:
         return [resolve.plan_master(req, deps).delegate]
     except CniError:

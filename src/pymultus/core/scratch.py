@@ -29,7 +29,7 @@ from typing import Any
 
 import msgspec
 
-from pymultus.cni import gojson
+from pymultus.cni import gojson, limits
 from pymultus.cni.atomic import write_atomic
 from pymultus.cni.env import validate_container_id
 from pymultus.cni.errors import DecodeError, InvalidConfigError, IOFailure
@@ -166,6 +166,7 @@ def go_ip_string(text: str) -> str:
 def decode_delegates(data: bytes, *, path: str = "") -> list[Delegate]:
     """Everything Go writes (and ``null``, an empty cache). A file that is not such a JSON
     array, or whose entries do not parse, raises ``DecodeError`` ("cache corrupt")."""
+    limits.check_json(data, field=path or "delegate cache", error=DecodeError)
     try:
         items = msgspec.json.decode(data)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:

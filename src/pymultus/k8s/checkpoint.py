@@ -22,6 +22,7 @@ from collections.abc import Iterable
 
 import msgspec
 
+from pymultus.cni import limits
 from pymultus.cni.errors import DecodeError, InvalidEnvironmentError, IOFailure
 
 #: Where the kubelet keeps it (kubelet ``--root-dir`` default ``/var/lib/kubelet``).
@@ -61,6 +62,7 @@ _decoder = msgspec.json.Decoder(_File | None)
 def parse_checkpoint(data: bytes, *, path: str = "") -> list[PodDevicesEntry]:
     """The pod device entries of checkpoint bytes; ``DecodeError`` (naming ``path``) when the
     bytes are not such a file."""
+    limits.check_json(data, field=path or "checkpoint", error=DecodeError)
     try:
         decoded = _decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as err:

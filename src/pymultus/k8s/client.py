@@ -45,6 +45,7 @@ from lightkube.config.kubeconfig import KubeConfig
 from lightkube.core.exceptions import ApiError, ConfigError
 from lightkube.types import PatchType
 
+from pymultus.cni import limits
 from pymultus.cni.errors import CniError, DecodeError, InvalidConfigError, TryAgainLaterError
 from pymultus.k8s.refs import PodRef
 from pymultus.k8s.resources import NetworkAttachmentDefinition, RawEvent, RawPod, RawPodStatus
@@ -114,7 +115,8 @@ _CONFIG_ERRORS = (
 
 
 def _read_kubeconfig(path: str) -> KubeConfig:
-    conf = yaml.safe_load(Path(path).expanduser().read_text())
+    docs = limits.load_yaml(Path(path).expanduser().read_bytes(), field="kubeconfig")
+    conf = docs[0] if len(docs) == 1 else None
     if not isinstance(conf, dict):
         raise ConfigError("not a kubeconfig (expected a YAML mapping)")
     return KubeConfig.from_dict(conf, fname=Path(path).expanduser())

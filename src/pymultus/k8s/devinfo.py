@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 
+from pymultus.cni import limits
 from pymultus.cni.errors import DecodeError
 
 DEVICE_INFO_VERSION = "1.0.0"
@@ -66,6 +67,7 @@ _decoder = msgspec.json.Decoder(DeviceInfo)
 
 def parse_device_info(data: bytes, *, path: str = "") -> DeviceInfo:
     """Decode a device-info file (written by a device plugin, a CNI plugin or Multus)."""
+    limits.check_json(data, field=path or "device-info", error=DecodeError)
     try:
         return _decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as err:

@@ -37,7 +37,7 @@ from typing import Any
 import msgspec
 import yaml
 
-from pymultus.cni import gojson
+from pymultus.cni import gojson, limits
 from pymultus.cni.atomic import write_atomic
 from pymultus.cni.errors import CniError, DecodeError, InvalidConfigError, IOFailure, rebuild
 from pymultus.k8s.objects import RESOURCE_NAME_ANNOTATION, STATUS_ANNOTATION, Nad, Pod
@@ -51,8 +51,6 @@ NAD_KIND = "NetworkAttachmentDefinition"
 LIST_KINDS = frozenset({"List", "NetworkAttachmentDefinitionList"})
 _MAX_NAME = 253  # Kubernetes object names are DNS-1123 subdomains
 _CACHE_ENTRIES = 1024  # files; a node rarely has more NADs than this
-
-_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when it is there
 
 
 def safe_component(value: str) -> bool:
@@ -75,9 +73,10 @@ def parse_documents(data: bytes, path: str) -> list[Any]:
     ``.json``, one JSON value (a top-level array counts as several documents)."""
     try:
         if path.endswith(".json"):
+            limits.check_json(data, field=path, max_bytes=limits.MAX_FILE_BYTES)
             value = msgspec.json.decode(data)
             return list(value) if isinstance(value, list) else [value]
-        return [doc for doc in yaml.load_all(data, Loader=_LOADER) if doc is not None]
+        return limits.load_yaml(data, field=path)
     except (msgspec.DecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
         raise DecodeError(f"{path}: not valid {_format(path)}: {exc}", path=path) from exc
 
@@ -346,6 +345,7 @@ def write_record(root: str, record: StatusRecord) -> str:
 
 
 def _decode_record(data: bytes, path: str) -> StatusRecord:
+    limits.check_json(data, field=path, max_bytes=limits.MAX_FILE_BYTES, error=DecodeError)
     try:
         return msgspec.json.decode(data, type=StatusRecord)
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:

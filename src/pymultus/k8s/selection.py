@@ -24,6 +24,7 @@ from typing import Any
 
 import msgspec
 
+from pymultus.cni import limits
 from pymultus.cni.env import validate_ifname
 from pymultus.cni.errors import InvalidConfigError, InvalidEnvironmentError
 from pymultus.cni.result import canonical_ip
@@ -367,6 +368,7 @@ def _decode_json_list(annotation: str, value: str) -> list[Any]:
 
 
 def _parse(annotation: str, value: str, namespace: str) -> list[NetworkSelection]:
+    limits.check_json(value, field=annotation, max_bytes=limits.MAX_ANNOTATION_BYTES)
     if any(ch in value for ch in '[{"'):
         items = _decode_json_list(annotation, value)
         selections = [

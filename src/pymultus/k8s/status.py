@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from pymultus.cni import gojson
+from pymultus.cni import gojson, limits
 from pymultus.cni.errors import DecodeError
 from pymultus.cni.result import DNS, IPConfig, Result, Route, canonical_cidr, canonical_ip
 from pymultus.k8s.devinfo import DeviceInfo, device_info_from_mapping
@@ -172,6 +172,7 @@ _status_decoder = msgspec.json.Decoder(list[NetworkStatus])
 
 def parse_network_status(value: str) -> list[NetworkStatus]:
     """Read an annotation back (ours or one Go Multus wrote)."""
+    limits.check_json(value, field=STATUS_ANNOTATION, max_bytes=limits.MAX_ANNOTATION_BYTES)
     try:
         return _status_decoder.decode(value.encode("utf-8", "surrogatepass"))
     except (

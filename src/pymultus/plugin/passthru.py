@@ -38,7 +38,7 @@ class PluginError(Exception):
 def load_config(stdin: bytes) -> dict[str, Any]:
     try:
         conf = json.loads(stdin.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise PluginError(DECODE_FAILURE, f"passthru: cannot parse the config: {exc}") from exc
     if not isinstance(conf, dict):
         raise PluginError(DECODE_FAILURE, "passthru: the config must be a JSON object")

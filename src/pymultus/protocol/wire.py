@@ -14,9 +14,8 @@ Success on ADD: ``{"Result": <CNI result>}`` (capital ``R``: the Go field has no
 Every other success has an empty body. A failure is HTTP 400 whose body is the CNI error object
 ``{"code": N, "msg": "...", "details": "..."}``.
 
-This layer cannot import ``pymultus.cni`` (the layers are independent), so a body that does not
-decode raises :class:`WireError` with the bad field's path; the daemon turns it into a CNI
-``DecodeError``.
+A body that does not decode, or nests deeper than ``pymultus.cni.limits`` allows, raises
+:class:`WireError` with the bad field's path; the daemon turns it into a CNI ``DecodeError``.
 """
 
 from __future__ import annotations
@@ -25,6 +24,9 @@ import re
 from typing import Any, TypeVar
 
 import msgspec
+
+from pymultus.cni import limits
+from pymultus.cni.errors import CniError
 
 __all__ = [
     "CniRequest",
@@ -93,6 +95,10 @@ def decode_delegate_request(body: bytes) -> DelegateRequest:
 def _decode(decoder: msgspec.json.Decoder[_T], body: bytes) -> _T:
     if not body.strip():
         raise WireError("invalid request body: empty, expected a JSON object", field="body")
+    try:
+        limits.check_depth(body, field="body")
+    except CniError as exc:
+        raise WireError(f"invalid request body: {exc.msg}", field="body") from exc
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as exc:
