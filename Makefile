@@ -11,7 +11,7 @@ COMMANDS     := deps/commands.tsv
 APT_PACKAGES := containernetworking-plugins python3-venv \
 	$(shell awk -F'\t' '!/^\#/ && NF == 2 {print $$2}' $(COMMANDS) | sort -u)
 
-.PHONY: all deps venv lint test test-unit test-integration demo bench clean
+.PHONY: all deps venv lint test test-unit test-integration demo bench soak clean
 
 all: test
 
@@ -58,8 +58,13 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 	$(PY) -m pip install -q -e '.[test,bench]'
 	@touch $(BENCH_STAMP)
 
-bench: $(BENCH_STAMP)
+bench: deps $(BENCH_STAMP)
 	$(PY) bench/run.py
+
+CYCLES ?= 10000
+
+soak: deps $(BENCH_STAMP)
+	$(PY) bench/soak.py --cycles $(CYCLES)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .mypy_cache .pytest_cache .ruff_cache

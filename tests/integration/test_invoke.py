@@ -191,30 +191,30 @@ def test_every_verb_can_fail(command: str, bin_dir: Path, records: Path) -> None
     assert info.value.error_code == 50
 
 
-def test_garbage_is_999_with_exit_status_and_stderr(bin_dir: Path, records: Path) -> None:
+def test_garbage_is_6_with_exit_status_and_stderr(bin_dir: Path, records: Path) -> None:
     install_recorder(bin_dir, "rec")
     behaviour = {"ADD": "garbage", "exitCode": 3, "stderr": "panic: nil map\n"}
     with pytest.raises(DelegateError) as info:
         run(bin_dir, recorder_conf("rec", records, behaviour=behaviour))
-    assert info.value.error_code == 999
+    assert info.value.error_code == 6
     assert "exited with status 3" in info.value.msg
     assert "panic: nil map" in info.value.msg
 
 
-def test_silent_failure_is_999(bin_dir: Path, records: Path) -> None:
+def test_silent_failure_is_5(bin_dir: Path, records: Path) -> None:
     install_recorder(bin_dir, "rec")
     with pytest.raises(DelegateError) as info:
         run(bin_dir, recorder_conf("rec", records, behaviour={"ADD": "exit-silent"}))
-    assert info.value.error_code == 999
+    assert info.value.error_code == 5
     assert "exited with status 1 and printed no error" in info.value.msg
 
 
-def test_crash_is_999_naming_the_signal(bin_dir: Path, records: Path) -> None:
+def test_crash_is_5_naming_the_signal(bin_dir: Path, records: Path) -> None:
     install_recorder(bin_dir, "rec")
     behaviour = {"ADD": "crash", "stderr": "about to die"}
     with pytest.raises(DelegateError) as info:
         run(bin_dir, recorder_conf("rec", records, behaviour=behaviour))
-    assert info.value.error_code == 999
+    assert info.value.error_code == 5
     assert "killed by signal 9" in info.value.msg
     assert "about to die" in info.value.msg
 
@@ -250,7 +250,7 @@ def test_hang_is_killed_and_reaped(settings: dict[str, Any], bin_dir: Path, reco
             executor=executor,
         )
     assert time.monotonic() - started < 3
-    assert info.value.error_code == 999
+    assert info.value.error_code == 5
     assert "timed out after 0.5 s" in info.value.msg
     (rec,) = read_records(records)
     assert gone(rec["pid"])
@@ -281,7 +281,7 @@ def test_text_file_busy_gives_up(bin_dir: Path, records: Path) -> None:
             recorder_conf("rec", records),
             executor=SubprocessExecutor(busy_retry_delays=[0.01]),
         )
-    assert info.value.error_code == 999
+    assert info.value.error_code == 5
     assert isinstance(info.value.__cause__, OSError)
     assert info.value.__cause__.errno == errno.ETXTBSY
 

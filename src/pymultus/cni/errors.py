@@ -173,16 +173,25 @@ _wire_decoder = msgspec.json.Decoder(_WireError)
 def decode_plugin_failure(plugin: str, stdout: bytes, stderr: bytes, status: int) -> DelegateError:
     """Turn a failed plugin run into an error, keeping the plugin's own code.
 
-    A plugin that printed an error object keeps its code and message. A plugin that printed
-    garbage, crashed, or was killed gets code 999 and a message built from its exit status and
-    the tail of its stderr.
+    A plugin that printed an error object keeps its code and message. A plugin that crashed,
+    was killed or failed without a word gets ``PLUGIN_FAILED`` (5, process I/O failed), one
+    that printed garbage gets ``DecodeError.code`` (6); both with a message built from its exit
+    status and the tail of its stderr. (Go reports all of these as a generic error; a runtime
+    or a person can tell them apart here, and none looks like a bug of Multus itself.)
     """
     try:
         wire = _wire_decoder.decode(stdout)
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
         # RecursionError: stdout nested deeper than the decoder goes; garbage all the same
-        return DelegateError(_crash_message(plugin, stderr, status), plugin_code=999, plugin=plugin)
+        code = DecodeError.code if stdout.strip() else PLUGIN_FAILED
+        return DelegateError(
+            _crash_message(plugin, stderr, status), plugin_code=code, plugin=plugin
+        )
     return DelegateError(wire.msg, plugin_code=wire.code, plugin=plugin, details=wire.details)
+
+
+#: The code of a delegate that crashed, was killed, timed out or could not be started.
+PLUGIN_FAILED = IOFailure.code
 
 
 def _crash_message(plugin: str, stderr: bytes, status: int) -> str:

@@ -26,6 +26,7 @@ import msgspec
 from pymultus.cni import limits, pipes, version
 from pymultus.cni.args import format_cni_args
 from pymultus.cni.errors import (
+    PLUGIN_FAILED,
     DecodeError,
     DelegateError,
     InvalidConfigError,
@@ -127,7 +128,7 @@ class SubprocessExecutor:
             raise DelegateError(
                 f"plugin {plugin!r} timed out after {timeout:g} s and was killed",
                 details=_tail(stderr),
-                plugin_code=999,
+                plugin_code=PLUGIN_FAILED,
                 plugin=plugin,
             ) from None
         except BaseException:  # KeyboardInterrupt, a signal turned exception: never orphan it
@@ -158,7 +159,7 @@ class SubprocessExecutor:
                 if delay is None:
                     raise DelegateError(
                         f"failed to execute plugin {plugin!r} ({path}): {exc.strerror or exc}",
-                        plugin_code=999,
+                        plugin_code=PLUGIN_FAILED,
                         plugin=plugin,
                         path=path,
                     ) from exc
@@ -235,7 +236,8 @@ def exec_plugin(
     """Find and run one plugin; returns its stdout (the caller decodes the result).
 
     ``base_environ`` is the inherited environment (default: this process's). A failed run
-    raises ``DelegateError`` keeping the plugin's own code (999 for crashes, garbage, timeouts).
+    raises ``DelegateError`` keeping the plugin's own code (5 when it crashed, could not start or
+    timed out, 6 when it printed garbage).
     """
     runner = executor if executor is not None else SubprocessExecutor()
     path = find_plugin(plugin_type, dirs, root=getattr(runner, "root", ""))

@@ -30,6 +30,7 @@ DEFAULT_CNI_CONFIG_DIR = "/etc/cni/net.d"  # where 00-multus.conf is written
 DEFAULT_MULTUS_CONFIG_FILE = "auto"  # generate 00-multus.conf from the primary config
 DEFAULT_CERT_DURATION_S = 600.0  # 10m: per-node client certificates are short-lived, rotated
 READINESS_KEY = "readinessindicatorfile"
+DEFAULT_DELEGATE_TIMEOUT_S = 60
 
 
 class PerNodeCertificate(msgspec.Struct, frozen=True, kw_only=True):
@@ -75,11 +76,14 @@ class DaemonConf(msgspec.Struct, frozen=True, kw_only=True):
     # and network-status files live ("" = /etc/pymultus/nads, /etc/pymultus/pods,
     # /var/lib/pymultus/status). ``maxDelegateProcesses``: delegate plugins running at once
     # (None = 2 per CPU, at least 8), the cap that keeps a node-reboot burst from exhausting
-    # the daemon's memory (Go Multus issues #1346, #1416).
+    # the daemon's memory (Go Multus issues #1346, #1416). ``delegateTimeoutSeconds``: how
+    # long one delegate plugin run may take before it is killed and the call fails (Go Multus
+    # waits forever; 60 s is well under the kubelet's 4-minute runtime-request timeout).
     nad_dir: str = ""
     pod_dir: str = ""
     status_dir: str = ""
     max_delegate_processes: int | None = None
+    delegate_timeout_s: int = DEFAULT_DELEGATE_TIMEOUT_S
 
     @property
     def auto(self) -> bool:
@@ -124,6 +128,8 @@ def parse_daemon_conf(data: bytes) -> DaemonConf:
         pod_dir=typed_field(obj, "podDir", str, ""),
         status_dir=typed_field(obj, "statusDir", str, ""),
         max_delegate_processes=_ranged(obj, "maxDelegateProcesses", 1, None),
+        delegate_timeout_s=_ranged(obj, "delegateTimeoutSeconds", 1, 3600)
+        or DEFAULT_DELEGATE_TIMEOUT_S,
     )
 
 

@@ -99,7 +99,9 @@ def build_deps(conf: DaemonConf, *, kubeconfig: str | None, executor: Executor) 
     node name the API is asked directly on every request (correct, only slower). Delegates
     get only Multus's own K8S args, as from Go's daemon.
     """
-    deps = Deps(executor=executor, append_runtime_args=False)
+    deps = Deps(
+        executor=executor, append_runtime_args=False, plugin_timeout=conf.delegate_timeout_s
+    )
     client = load_client(kubeconfig)
     if client is None:
         return Sources(deps)

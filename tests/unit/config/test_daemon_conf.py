@@ -103,6 +103,8 @@ def test_every_daemon_key_is_read() -> None:
         ("connectionLimit", "5", "connectionLimit"),
         ("connectionLimit", 2.5, "connectionLimit"),
         ("metricsPort", 0, "metricsPort"),
+        ("delegateTimeoutSeconds", 0, "delegateTimeoutSeconds"),
+        ("delegateTimeoutSeconds", 3601, "delegateTimeoutSeconds"),
         ("metricsPort", 65536, "metricsPort"),
         ("metricsPort", True, "metricsPort"),
         ("socketDir", 1, "socketDir"),
@@ -120,6 +122,11 @@ def test_bad_values_name_the_key(key: str, value: Any, field: str) -> None:
         daemon(**{key: value})
     assert err.value.field == field
     assert err.value.code == 7
+
+
+def test_delegate_timeout_defaults_to_60_seconds() -> None:
+    assert daemon().delegate_timeout_s == 60
+    assert daemon(delegateTimeoutSeconds=5).delegate_timeout_s == 5
 
 
 def test_null_optional_numbers_are_unset() -> None:
