@@ -72,8 +72,8 @@ def write_report(f: Figures, out: Path) -> bool:
     return ok
 
 
-def _window_medians(add_ms: list[tuple[int, float]], width: int = 100) -> list[tuple[int, float]]:
-    counted = [(c, ms) for c, ms in add_ms if c < 10**9]
+def _window_medians(f: Figures, width: int = 100) -> list[tuple[int, float]]:
+    counted = [(c, ms) for c, ms in f.add_ms if c < f.cycles]  # not the kill-window pods
     return [
         (start + width, statistics.median(ms for _, ms in counted[start : start + width]))
         for start in range(0, len(counted), width)
@@ -88,7 +88,7 @@ def _chart(f: Figures, path: Path) -> None:
         points = [(c, kib / 1024) for c, lf, kib in f.rss if lf == life]
         rss_ax.plot(*zip(*points, strict=True), "o-", markersize=3, color="#1f77b4")
     rss_ax.set(title="multus-daemon RSS (one line per daemon life)", xlabel="cycle", ylabel="MiB")
-    medians = _window_medians(f.add_ms)
+    medians = _window_medians(f)
     if medians:
         lat_ax.plot(*zip(*medians, strict=True), "-", color="#ff7f0e")
     lat_ax.set(title="ADD latency, median of each 100 cycles", xlabel="cycle", ylabel="ms")
