@@ -25,11 +25,15 @@ RESOURCE_NAME = "k8s.cni.cncf.io/resourceName"
 
 
 def device(
-    name: str, device_id: str | None = None, resource: str | None = None, **attrs: Any
+    name: str,
+    device_id: str | None = None,
+    resource: str | None = None,
+    *,
+    attrs: Obj | None = None,
 ) -> Obj:
     """A slice device; ``device_id``/``resource`` become the two network string attributes,
     ``attrs`` are attribute values as the API holds them (``{"int": 5}``)."""
-    attributes: Obj = dict(attrs)
+    attributes: Obj = dict(attrs or {})
     if device_id is not None:
         attributes[DEVICE_ID] = {"string": device_id}
     if resource is not None:

@@ -233,7 +233,7 @@ def test_gap2_a_gpu_claim_never_fails_the_add(node: DraNode) -> None:
     """A GPU (no network attributes) from a regular claim and from an extended resource,
     next to a NAD with a resourceName: no device for the NAD, and no error."""
     node.put_nad("vf-a")
-    gpu = device("gpu0", **{"gpu.example.com/model": {"string": "a100"}})
+    gpu = device("gpu0", attrs={"gpu.example.com/model": {"string": "a100"}})
     node.put(resource_slice("gpus", [gpu, device("gpu1")], driver=GPU_DRIVER, pool="gpus"))
     node.put(resource_claim("default", "dra6-gpu", [("gpu", GPU_DRIVER, "gpus", "gpu0")]))
     node.put(

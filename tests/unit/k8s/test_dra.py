@@ -127,7 +127,7 @@ def test_11_to_14_unresolvable_devices_are_skipped(api: FakeDra, dev: Any) -> No
 
 def test_16_a_gpu_claim_next_to_a_vf_claim(api: FakeDra) -> None:
     api.add(resource_slice("s1", [device("vf0", VF1, SRIOV)]))
-    gpu = device("gpu0", **{"gpu.example.com/model": {"string": "x"}})
+    gpu = device("gpu0", attrs={"gpu.example.com/model": {"string": "x"}})
     api.add(resource_slice("g1", [gpu], driver=GPU_DRIVER, pool="gpus"))
     api.add(resource_claim("default", "p-vf", [("vf", DRIVER, POOL, "vf0")]))
     api.add(resource_claim("default", "p-gpu", [("gpu", GPU_DRIVER, "gpus", "gpu0")]))
@@ -184,7 +184,7 @@ def test_7_8_extended_mappings_key_by_the_mapping(api: FakeDra) -> None:
 
 
 def test_9_gap2_extended_non_network_device_is_skipped_not_an_error(api: FakeDra) -> None:
-    gpu = device("gpu0", **{"gpu.example.com/model": {"string": "x"}})
+    gpu = device("gpu0", attrs={"gpu.example.com/model": {"string": "x"}})
     api.add(resource_slice("g1", [gpu, device("other", "o1", "example.com/else")], pool="g"))
     results = [("g", DRIVER, "g", "gpu0"), ("o", DRIVER, "g", "other")]
     api.add(resource_claim("default", "p-ext", results))
