@@ -196,8 +196,9 @@ class DraApi(Protocol):
         ...
 
     def slices(self, node_name: str, driver: str, *, local_only: bool) -> list[IndexedSlice]:
-        """The ResourceSlices of ``driver`` published for ``node_name``, and, unless
-        ``local_only``, those not tied to one node (``nodeSelector``, ``allNodes``)."""
+        """The ResourceSlices of ``driver``: with ``local_only`` those published for
+        ``node_name`` (a cache may add the node-independent ones it holds); without, every
+        one of the driver (asked only when a device was not among the first)."""
         ...
 
 
@@ -272,8 +273,8 @@ def _malformed(claim: str, path: str, why: str) -> InvalidConfigError:
 @dataclass
 class _Lookup:
     """One map build: each claim read once, each driver's slices listed once (Go's caches,
-    which live as long as one build); node-independent slices only when a device is not
-    among the node's."""
+    which live as long as one build); the driver's other slices (of this node or of none:
+    ``nodeSelector``/``allNodes`` pools) only when a device is not among the first."""
 
     api: DraApi
     pod: DraPod
@@ -303,7 +304,8 @@ class _Lookup:
             return found
         if driver not in self.wide:
             slices = self.api.slices(self.pod.node_name, driver, local_only=False)
-            self.wide[driver] = index_slices(s for s in slices if not s.node_name)
+            node = self.pod.node_name
+            self.wide[driver] = index_slices(s for s in slices if s.node_name in ("", node))
         return self.wide[driver].get(result.key)
 
 

@@ -5,7 +5,7 @@ Requests per map build, as Go Multus's ``draclient``: one GET per distinct claim
 per distinct driver with the field selector ``spec.nodeName=<node>,spec.driver=<driver>``
 (only ``spec.driver`` when the pod has no node). A device found in none of the node's slices
 costs one more LIST of the driver's slices, of which those without ``spec.nodeName``
-(``nodeSelector``/``allNodes`` pools) count; Go never looks there.
+(``nodeSelector``/``allNodes`` pools) count too; Go never looks there.
 """
 
 from __future__ import annotations

@@ -1,0 +1,82 @@
+"""The daemon's ResourceSlice cache (``daemon.slices``) and pod claims over real HTTP against
+the stand-in API server: this node's and node-independent slices, kept by list+watch; claims
+by one GET per ADD; the pod cache carries the pod's claims."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from tests.integration.daemon.test_watch_cache import (
+    NODE,
+    NS,
+    api,
+    kubeconfig,
+    live,
+    loop,
+    start,
+    until,
+)
+from tests.support import dra_objects as dra
+from tests.support.apiserver import StandInApiServer
+
+from pymultus.daemon.cache import WatchCache
+from pymultus.daemon.slices import CachedDra
+from pymultus.k8s.client import KubeApi
+from pymultus.k8s.dra import PodClaims, add_dra_devices
+from pymultus.k8s.refs import PodRef
+
+__all__ = ["api", "kubeconfig", "live", "loop", "start"]
+
+
+@pytest.fixture
+def cache(start: Any, live: KubeApi) -> Iterator[WatchCache]:
+    c: WatchCache = start(live)
+    until(lambda: c.slices.synced)
+    yield c
+
+
+def ids(cache: WatchCache) -> set[str]:
+    return {d.device_id for s in cache.slices.slices(dra.DRIVER) for d in s.devices.values()}
+
+
+def test_node_and_node_independent_slices_only(
+    api: StandInApiServer, cache: WatchCache, live: KubeApi
+) -> None:
+    api.put_object(dra.resource_slice("mine", [dra.device("vf0", "a", dra.SRIOV)], node=NODE))
+    api.put_object(dra.resource_slice("theirs", [dra.device("vf0", "b", dra.SRIOV)], node="node-2"))
+    api.put_object(
+        dra.resource_slice("fabric", [dra.device("n0", "c", dra.SRIOV)], pool="f", all_nodes=True)
+    )
+    until(lambda: ids(cache) == {"a", "c"})
+    api.delete_object("resourceslices", "", "fabric")
+    until(lambda: ids(cache) == {"a"})
+    assert cache.stats()["resourceslices"] == {
+        "slices-node": {"count": 1, "synced": True},
+        "slices-shared": {"count": 0, "synced": True},
+    }
+
+
+def test_cached_pod_claims_and_devices_without_a_slice_list(
+    api: StandInApiServer, cache: WatchCache, live: KubeApi
+) -> None:
+    api.put_object(
+        dra.resource_slice("mine", [dra.device("vf0", "0000:03:00.1", dra.SRIOV)], node=NODE)
+    )
+    api.put_object(dra.resource_claim(NS, "p-vf", [("vf", dra.DRIVER, dra.POOL, "vf0")]))
+    api.put_object(
+        dra.pod_with_claims(NS, "p", generated={"vf": "p-vf"}, direct={"d": "p-vf"}, node=NODE)
+    )
+    until(lambda: len(ids(cache)) == 1)
+    pod = cache.get_pod(PodRef(NS, "p"), for_add=True)
+    assert pod is not None and pod.claims == PodClaims(("p-vf",))
+    api.clear_log()
+
+    devices: dict[str, list[str]] = {}
+    add_dra_devices(pod, CachedDra(live, cache=cache.slices), devices)
+
+    assert devices == {dra.SRIOV: ["0000:03:00.1"]}
+    assert [r.path for r in api.requests()] == [
+        f"/apis/resource.k8s.io/v1/namespaces/{NS}/resourceclaims/p-vf"
+    ]
