@@ -30,6 +30,7 @@ from tests.support.dra_objects import (
 )
 from tests.support.multus import NETWORKS, Cluster, Outcome, PodId
 from tests.support.plugins import install_recorder, read_records, recorder_conf
+from tests.support.podresources_server import Container, Dynamic, PodResourcesServer, pod
 
 from pymultus.k8s.devinfo_files import dp_device_info_path
 from pymultus.k8s.objects import RESOURCE_NAME_ANNOTATION
@@ -331,3 +332,42 @@ def test_del_without_the_delegate_cache_needs_no_dra(node: DraNode) -> None:
     assert [c["deviceID"] for c in calls(node, "DEL")] == [VF1]
     assert node.dra_requests() == []
     assert node.cluster.link_names() == {"lo"} and node.cluster.cache_files() == []
+
+
+def test_extended_resource_backed_by_dra_gives_the_mappings_devices(node: DraNode) -> None:
+    """Go's cases 7/8 through the plugin: the extended-resource claim's requests, keyed by
+    the mapping's resource name."""
+    node.put_nad("vf-a")
+    node.put_nad("vf-b")
+    node.put(vf_slice(device("vf0", VF2, SRIOV), device("vf1", VF1, SRIOV)))
+    results = [
+        ("container-0-request-0", DRIVER, POOL, "vf0"),
+        ("container-1-request-0", DRIVER, POOL, "vf1"),
+    ]
+    node.put(resource_claim("default", "dra12-extended-resources-x", results))
+    mappings = [("app", SRIOV, "container-0-request-0"), ("side", SRIOV, "container-1-request-0")]
+    p = node.put_pod("dra12", "vf-a, vf-b", extended=("dra12-extended-resources-x", mappings))
+
+    node.run("ADD", p).check_ok()
+
+    assert [c["deviceID"] for c in calls(node, "ADD")] == [VF1, VF2]
+    node.run("DEL", p).check_ok()
+
+
+def test_kubelet_dynamic_resources_and_claims_together(node: DraNode) -> None:
+    """Go v4.3.0's path (PodResources ``dynamic_resources``, keyed by the claim's name) and
+    master's (keyed by the device's resourceName) in one map."""
+    node.put_nad("by-claim", resource="dra13-vf")
+    node.put_nad("by-resource")
+    node.put(vf_slice(device("vf0", VF2, SRIOV)))
+    node.put(resource_claim("default", "dra13-vf", [("vf", DRIVER, POOL, "vf0")]))
+    p = node.put_pod("dra13", "by-claim, by-resource", generated={"vf": "dra13-vf"})
+    dyn = Dynamic("dra13-vf", [f"sriov.example.com/vf={VF3}"])
+    with PodResourcesServer(node.kubelet_dir / "kubelet.sock") as kubelet:
+        kubelet.pods = [pod("default", "dra13", Container("app", dynamic=[dyn]))]
+
+        node.run("ADD", p).check_ok()
+
+        assert kubelet.calls == 1
+    assert [c["deviceID"] for c in calls(node, "ADD")] == [VF3, VF2]
+    node.run("DEL", p).check_ok()
