@@ -24,10 +24,8 @@ class ApiClaims:
     """One GET of a ResourceClaim per call."""
 
     api: KubeApi
-    gets: int = 0
 
     def get_claim(self, namespace: str, name: str) -> Mapping[str, Any] | None:
-        self.gets += 1
         try:
             return dict(self.api.client.get(RawResourceClaim, name, namespace=namespace))
         except API_ERRORS as e:
@@ -41,15 +39,12 @@ class ApiClaims:
 class ApiDra(ApiClaims):
     """Claims and slices, each read from the API when asked."""
 
-    lists: int = 0
-
     def slices(self, node_name: str, driver: str, *, local_only: bool) -> list[IndexedSlice]:
         if not node_name and not local_only:
             return []  # without a node the first list already had them all
         fields: dict[str, Any] = {"spec.driver": driver}
         if node_name and local_only:
             fields = {"spec.nodeName": node_name, **fields}
-        self.lists += 1
         try:
             found = self.api.client.list(RawResourceSlice, fields=fields)
             return [IndexedSlice.from_dict(obj) for obj in found]

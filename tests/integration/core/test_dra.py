@@ -371,3 +371,24 @@ def test_kubelet_dynamic_resources_and_claims_together(node: DraNode) -> None:
         assert kubelet.calls == 1
     assert [c["deviceID"] for c in calls(node, "ADD")] == [VF3, VF2]
     node.run("DEL", p).check_ok()
+
+
+def test_gap8_default_network_and_selection_share_one_map(node: DraNode) -> None:
+    """Go rebuilds the map for the default-network annotation (nil map) and so can give two
+    NADs one device; here one map serves every attachment of the ADD."""
+    node.put_nad("vf-a")
+    node.put_nad("vf-b")
+    node.put(vf_slice(device("vf0", VF1, SRIOV), device("vf1", VF2, SRIOV)))
+    two = [("vf", DRIVER, POOL, "vf0"), ("vf", DRIVER, POOL, "vf1")]
+    node.put(resource_claim("default", "dra14-vf", two))
+    p = node.put_pod("dra14", "vf-b", generated={"vf": "dra14-vf"})
+    pod_obj = node.cluster.api.get_object("pods", "default", "dra14")
+    assert pod_obj is not None
+    pod_obj["metadata"]["annotations"]["v1.multus-cni.io/default-network"] = "default/vf-a"
+    node.put(pod_obj)
+
+    node.run("ADD", p).check_ok()
+
+    assert [c["deviceID"] for c in calls(node, "ADD")] == [VF1, VF2]
+    assert [r[0] for r in node.dra_requests()] == ["GET", "GET"]  # one claim GET, one LIST
+    node.run("DEL", p).check_ok()
