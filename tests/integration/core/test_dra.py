@@ -143,6 +143,12 @@ def test_a_claim_from_a_template_gives_its_device(node: DraNode) -> None:
     ]
     entry = json.loads((node.cluster.cni_dir / p.container_id).read_bytes())[1]
     assert (entry["deviceID"], entry["resourceName"]) == (VF1, SRIOV)
+    # Gap 10: writing network-status leaves the pod's claim statuses alone.
+    pod_obj = node.cluster.api.get_object("pods", "default", "dra1")
+    assert pod_obj is not None
+    assert pod_obj["status"]["resourceClaimStatuses"] == [
+        {"name": "vf", "resourceClaimName": "dra1-vf-x7k2p"}
+    ]
 
     node.cluster.api.stop()  # DEL never needs DRA (nor the API): the delegate cache has it
     try:
@@ -300,6 +306,18 @@ def test_api_unreachable_for_the_claim_is_code_11(node: DraNode) -> None:
     assert err["code"] == 11, err
     assert "resourceclaim default/dra9-vf" in err["msg"], err
     assert node.cluster.link_names() == {"lo"}
+
+
+def test_gap6_unallocated_claim_is_code_11_naming_it(node: DraNode) -> None:
+    node.put_nad("vf-a")
+    node.put(resource_claim("default", "dra15-vf", None))
+    p = node.put_pod("dra15", "vf-a", generated={"vf": "dra15-vf"})
+
+    err = node.run("ADD", p).error()
+
+    assert err["code"] == 11, err
+    assert "claim dra15-vf has no device allocation" in err["msg"], err
+    node.run("DEL", p).check_ok()  # and the runtime's DEL after it succeeds
 
 
 def test_malformed_allocation_is_code_7(node: DraNode) -> None:
