@@ -131,6 +131,10 @@ class CachedDra(ApiClaims):
 
     def slices(self, node_name: str, driver: str, *, local_only: bool) -> list[IndexedSlice]:
         cache = self.cache
-        if local_only and cache is not None and cache.synced and node_name == cache.node_name:
+        live = ApiDra(self.api)
+        if cache is None or not cache.synced or node_name != cache.node_name:
+            return live.slices(node_name, driver, local_only=local_only)
+        if local_only:
             return cache.slices(driver)
-        return ApiDra(self.api).slices(node_name, driver, local_only=local_only)
+        # A miss in the cache: every slice of the driver, the node's own ones included.
+        return live.list_slices(driver, {"spec.driver": driver})

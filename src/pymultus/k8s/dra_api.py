@@ -4,8 +4,8 @@
 Requests per map build, as Go Multus's ``draclient``: one GET per distinct claim, one LIST
 per distinct driver with the field selector ``spec.nodeName=<node>,spec.driver=<driver>``
 (only ``spec.driver`` when the pod has no node). A device found in none of the node's slices
-costs one more LIST of the driver's slices, of which those without ``spec.nodeName``
-(``nodeSelector``/``allNodes`` pools) count too; Go never looks there.
+costs one more LIST, of the driver's slices tied to no node (``spec.nodeName=``:
+``nodeSelector``/``allNodes`` pools); Go never looks there.
 """
 
 from __future__ import annotations
@@ -40,11 +40,16 @@ class ApiDra(ApiClaims):
     """Claims and slices, each read from the API when asked."""
 
     def slices(self, node_name: str, driver: str, *, local_only: bool) -> list[IndexedSlice]:
+        """``local_only``: the node's slices; else those of no node (``spec.nodeName=``)."""
         if not node_name and not local_only:
             return []  # without a node the first list already had them all
         fields: dict[str, Any] = {"spec.driver": driver}
-        if node_name and local_only:
-            fields = {"spec.nodeName": node_name, **fields}
+        if node_name:
+            fields = {"spec.nodeName": node_name if local_only else "", **fields}
+        return self.list_slices(driver, fields)
+
+    def list_slices(self, driver: str, fields: dict[str, Any]) -> list[IndexedSlice]:
+        """One LIST of ResourceSlices with the field selector ``fields``."""
         try:
             found = self.api.client.list(RawResourceSlice, fields=fields)
             return [IndexedSlice.from_dict(obj) for obj in found]

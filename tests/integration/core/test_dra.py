@@ -231,7 +231,7 @@ def test_gap3_a_device_of_a_node_independent_slice(node: DraNode, where: dict[st
     assert [c["deviceID"] for c in calls(node, "ADD")] == [VF2]
     assert [r[2] for r in node.dra_requests()][1:] == [
         f"spec.nodeName={NODE},spec.driver={DRIVER}",
-        f"spec.driver={DRIVER}",
+        f"spec.nodeName=,spec.driver={DRIVER}",
     ]
     node.run("DEL", p).check_ok()
 

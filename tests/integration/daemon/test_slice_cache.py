@@ -25,6 +25,7 @@ from pymultus.daemon.cache import WatchCache
 from pymultus.daemon.slices import CachedDra
 from pymultus.k8s.client import KubeApi
 from pymultus.k8s.dra import PodClaims, add_dra_devices
+from pymultus.k8s.objects import Pod
 from pymultus.k8s.refs import PodRef
 
 __all__ = ["api", "kubeconfig", "live", "loop", "start"]
@@ -80,3 +81,24 @@ def test_cached_pod_claims_and_devices_without_a_slice_list(
     assert [r.path for r in api.requests()] == [
         f"/apis/resource.k8s.io/v1/namespaces/{NS}/resourceclaims/p-vf"
     ]
+
+
+def test_a_device_missing_from_the_cache_is_looked_up_once_live(
+    api: StandInApiServer, cache: WatchCache, live: KubeApi, loop: Any
+) -> None:
+    """A slice the watch has not brought yet (here: the cache is stopped) is found by one
+    LIST of the driver's slices, the node's own included."""
+    loop.run(cache.stop())
+    api.put_object(
+        dra.resource_slice("late", [dra.device("vf0", "0000:03:00.7", dra.SRIOV)], node=NODE)
+    )
+    api.put_object(dra.resource_claim(NS, "q-vf", [("vf", dra.DRIVER, dra.POOL, "vf0")]))
+    pod = Pod.from_dict(dra.pod_with_claims(NS, "q", generated={"vf": "q-vf"}, node=NODE))
+    api.clear_log()
+
+    devices: dict[str, list[str]] = {}
+    add_dra_devices(pod, CachedDra(live, cache=cache.slices), devices)
+
+    assert devices == {dra.SRIOV: ["0000:03:00.7"]}
+    lists = [r.query.get("fieldSelector") for r in api.requests("GET", "/resourceslices")]
+    assert lists == [f"spec.driver={dra.DRIVER}"]
