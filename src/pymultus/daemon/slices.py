@@ -94,9 +94,8 @@ class SliceCache:
     def _reflector(
         self, name: str, store: Store[IndexedSlice], node: str
     ) -> Reflector[CachedSlice, IndexedSlice]:
-        kind = WatchKind(
-            name, CachedSlice, slice_view, _key, {"spec.nodeName": node}, namespace=None
-        )
+        fields = {"spec.nodeName": node}
+        kind = WatchKind(name, CachedSlice, slice_view, _key, fields, namespace=None, optional=True)
         return Reflector(kind, store, self.conn, self.timing)
 
     def tasks(self) -> list[asyncio.Task[None]]:

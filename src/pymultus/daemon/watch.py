@@ -136,6 +136,8 @@ class WatchKind(Generic[R, V]):
     fields: dict[str, Any] | None = None
     #: ``lightkube.ALL_NS`` for namespaced resources; None for cluster-scoped ones.
     namespace: str | None = lightkube.ALL_NS
+    #: A resource the cluster may not serve at all: its 404s are retried without warnings.
+    optional: bool = False
 
 
 class Connection:
@@ -254,6 +256,10 @@ class Reflector(Generic[R, V]):
             log.info("%s watch expired at %s: listing again", self.kind.name, self._rv)
             self._rv = None
             return False
+        if status == 404 and self.kind.optional:
+            # An API the cluster does not serve (DRA before Kubernetes 1.34): retried quietly.
+            log.debug("%s is not served: %s", self.kind.name, self.stats.last_error)
+            return True
         log.warning("%s list/watch failed: %s", self.kind.name, self.stats.last_error)
         return True
 

@@ -102,3 +102,25 @@ def test_a_device_missing_from_the_cache_is_looked_up_once_live(
     assert devices == {dra.SRIOV: ["0000:03:00.7"]}
     lists = [r.query.get("fieldSelector") for r in api.requests("GET", "/resourceslices")]
     assert lists == [f"spec.driver={dra.DRIVER}"]
+
+
+def test_a_cluster_without_dra_keeps_the_daemon_ready_and_quiet(
+    api: StandInApiServer, start: Any, live: KubeApi, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Kubernetes before 1.34 serves no ``resource.k8s.io/v1``: the slice reflectors retry
+    without warnings, and the pod and NAD cache (readiness) does not wait for them."""
+
+    def not_served(req: Any) -> None:
+        if "/resourceslices" in req.path:
+            api.fail_next(1, 404)
+
+    api.on_request = not_served
+    caplog.set_level("DEBUG", logger="pymultus.daemon.watch")
+
+    c: WatchCache = start(live)  # waits for the pods' and NADs' first lists
+
+    until(lambda: len(api.requests("GET", "/resourceslices")) >= 4)
+    assert c.synced and not c.slices.synced
+    warnings = [r for r in caplog.records if r.levelname == "WARNING" and "slices" in r.message]
+    assert warnings == []
+    assert any("is not served" in r.message for r in caplog.records)
