@@ -57,6 +57,8 @@ class Kind:
     unconditional_update: bool = True
     #: Pods answer DELETE with the object; the generic registry answers with a Status.
     returns_deleted: bool = False
+    #: Cluster-scoped (ResourceSlices): no namespace in the path or the metadata.
+    cluster_scoped: bool = False
 
     @property
     def api_version(self) -> str:
@@ -113,8 +115,20 @@ NADS = Kind(
     typed_list_items=True,
     unconditional_update=False,
 )
-KINDS = {k.plural: k for k in (PODS, EVENTS, NADS)}
-KINDS_BY_KIND = {k.kind: k for k in (PODS, EVENTS, NADS)}
+#: Dynamic Resource Allocation (``resource.k8s.io/v1``): claims are namespaced, slices are
+#: cluster-scoped and selectable by node and driver, as the real registry's field labels.
+RESOURCECLAIMS = Kind("resourceclaims", "resource.k8s.io", "v1", "ResourceClaim", _META_FIELDS)
+RESOURCESLICES = Kind(
+    "resourceslices",
+    "resource.k8s.io",
+    "v1",
+    "ResourceSlice",
+    frozenset({"metadata.name", "spec.nodeName", "spec.driver"}),
+    cluster_scoped=True,
+)
+_ALL_KINDS = (PODS, EVENTS, NADS, RESOURCECLAIMS, RESOURCESLICES)
+KINDS = {k.plural: k for k in _ALL_KINDS}
+KINDS_BY_KIND = {k.kind: k for k in _ALL_KINDS}
 
 
 class ApiStatus(Exception):
@@ -250,7 +264,10 @@ class Store:
         if validate:
             _validate_new(kind, ns, obj)
         obj["apiVersion"], obj["kind"] = kind.api_version, kind.kind
-        meta["namespace"] = ns
+        if kind.cluster_scoped:
+            meta.pop("namespace", None)
+        else:
+            meta["namespace"] = ns
         meta["uid"] = meta.get("uid") if not validate and meta.get("uid") else str(uuid.uuid4())
         meta.setdefault("creationTimestamp", now_rfc3339())
         if kind is PODS and (validate or not obj.get("status")):
@@ -377,7 +394,8 @@ def _merge_update(kind: Kind, cur: Obj, body: Obj, *, status: bool) -> Obj:
     new["apiVersion"], new["kind"] = kind.api_version, kind.kind
     meta = new.setdefault("metadata", {})
     for key in ("name", "namespace", "uid", "creationTimestamp", "resourceVersion"):
-        meta[key] = cur["metadata"][key]
+        if key in cur["metadata"]:  # cluster-scoped objects have no namespace
+            meta[key] = cur["metadata"][key]
     for key in ("deletionTimestamp", "deletionGracePeriodSeconds"):
         if key in cur["metadata"]:
             meta[key] = cur["metadata"][key]

@@ -11,6 +11,7 @@ client must skip: cpu_ids, memory, topology, dynamic_resources, unknown numbers)
 Knobs: ``pods`` (what List returns), ``fail_with`` (a ``grpc.StatusCode`` every call ends
 with), ``raw_answer`` (bytes sent as they are), ``delay`` (seconds before answering),
 ``calls`` (how many List calls arrived), ``extras`` (fill the fields the client skips).
+``Container.dynamic`` holds DRA ``dynamic_resources`` (claim name and CDI device names).
 """
 
 from __future__ import annotations
@@ -68,9 +69,18 @@ class Devices:
 
 
 @dataclass
+class Dynamic:
+    """A DRA ``DynamicResource``: the claim's name and its devices' CDI names."""
+
+    claim_name: str
+    cdi_devices: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Container:
     name: str
     devices: list[Devices] = field(default_factory=list)
+    dynamic: list[Dynamic] = field(default_factory=list)
 
 
 @dataclass
@@ -97,14 +107,26 @@ def encode_devices(dev: Devices, extras: bool) -> bytes:
     return out
 
 
+def encode_dynamic(d: Dynamic, extras: bool) -> bytes:
+    """DynamicResource { class_name = 1 (gone since 1.31); claim_name = 2; claim_namespace = 3;
+    repeated ClaimResource claim_resources = 4 }, ClaimResource { repeated CDIDevice
+    cdi_devices = 1; driver_name = 2; pool_name = 3; device_name = 4 }, CDIDevice { name = 1 }."""
+    out = string(1, "dra-class") if extras else b""
+    out += string(2, d.claim_name) + (string(3, "ns") if extras else b"")
+    claim = b"".join(length_delimited(1, string(1, n)) for n in d.cdi_devices)
+    if extras:
+        claim += string(2, "driver") + string(3, "pool") + string(4, "dev")
+    return out + length_delimited(4, claim)
+
+
 def encode_container(c: Container, extras: bool) -> bytes:
     out = string(1, c.name)
     out += b"".join(length_delimited(2, encode_devices(d, extras)) for d in c.devices)
+    out += b"".join(length_delimited(5, encode_dynamic(d, extras)) for d in c.dynamic)
     if extras:
         out += packed_int64(3, [0, 1, 7])  # cpu_ids
         memory = string(1, "memory") + key(2, 0) + varint(1 << 33)  # ContainerMemory
         out += length_delimited(4, memory)
-        out += length_delimited(5, string(1, "dra-class") + string(2, "claim"))
         out += key(99, 5) + b"\x01\x02\x03\x04" + key(98, 1) + b"\x00" * 8  # unknown fields
     return out
 

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from pymultus.cni.invoke import Executor
 from pymultus.k8s.devinfo_files import DEVINFO_ROOT
+from pymultus.k8s.dra import DraApi
 from pymultus.k8s.objects import Nad, Pod
 from pymultus.k8s.refs import PodRef
 from pymultus.k8s.resourcemap import CHECKPOINT_FILE, KUBELET_SOCKET
@@ -62,6 +63,8 @@ class Deps:
     kubelet_socket: str = KUBELET_SOCKET
     kubelet_checkpoint: str = CHECKPOINT_FILE
     devinfo_root: str = DEVINFO_ROOT
+    #: Where a pod's ResourceClaims and ResourceSlices are read (DRA devices); None: no DRA.
+    dra: DraApi | None = None
     link_exists: Callable[[str, str], bool] = links.link_exists
 
     @property

@@ -12,20 +12,21 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from pymultus.cni import netconf
 from pymultus.cni.env import validate_network_name
-from pymultus.cni.errors import InvalidConfigError
+from pymultus.cni.errors import CniError, InvalidConfigError
 from pymultus.cni.netconf import NetConf, NetConfList
 from pymultus.config.multus import MultusConf
 from pymultus.core.delegate import PARSED_CACHE, Delegate, load_delegate, load_delegate_list
 from pymultus.core.deps import Deps
 from pymultus.core.request import Request
+from pymultus.k8s.dra import ERROR_PREFIX, IndexedSlice
 from pymultus.k8s.objects import DEFAULT_NETWORK_ANNOTATION, NETWORKS_ANNOTATION, Nad, Pod
-from pymultus.k8s.resourcemap import LazyResourceMap, inject_device_id
+from pymultus.k8s.resourcemap import DraLookup, LazyResourceMap, inject_device_id
 from pymultus.k8s.selection import (
     NetworkSelection,
     check_gateways,
@@ -67,13 +68,34 @@ class NoDevices:
         return ""
 
 
+class NoDraOnDel:
+    """DEL never reads ResourceClaims: a DEL without the delegate cache whose pod has claims
+    and a NAD with a resourceName fails its rebuild here, and DEL then takes the cluster
+    network and libcni's cached configs (which hold the deviceID the ADD injected)."""
+
+    def get_claim(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        raise CniError(f"{ERROR_PREFIX}: DEL does not read claim {namespace}/{name}")
+
+    def slices(self, node_name: str, driver: str, *, local_only: bool) -> list[IndexedSlice]:
+        raise CniError(f"{ERROR_PREFIX}: DEL does not read ResourceSlices")
+
+
+def _dra(req: Request, deps: Deps, pod: Pod) -> DraLookup | None:
+    if deps.dra is None:
+        return None
+    return DraLookup(NoDraOnDel() if req.cmd.command == "DEL" else deps.dra, pod)
+
+
 def plan(req: Request, deps: Deps, pod: Pod | None) -> list[Planned]:
     """Every attachment of an ADD, fully validated; raises before any delegate runs."""
     conf = req.conf
     devices: DeviceIds = NoDevices()
     if pod is not None:
         devices = LazyResourceMap(
-            pod, socket_path=deps.kubelet_socket, checkpoint_path=deps.kubelet_checkpoint
+            pod,
+            socket_path=deps.kubelet_socket,
+            checkpoint_path=deps.kubelet_checkpoint,
+            dra=_dra(req, deps, pod),
         )
     planned = [_master(req, deps, pod, devices)]
     if not conf.cluster_network:

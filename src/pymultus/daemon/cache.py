@@ -40,6 +40,7 @@ import msgspec
 from lightkube.core import resource as res
 
 from pymultus.cni.errors import InvalidConfigError
+from pymultus.daemon.slices import SliceCache
 from pymultus.daemon.watch import (
     ClientFactory,
     Connection,
@@ -51,6 +52,7 @@ from pymultus.daemon.watch import (
     WatchTiming,
 )
 from pymultus.k8s.client import KubeApi
+from pymultus.k8s.dra import NO_CLAIMS, PodClaims, pod_claims
 from pymultus.k8s.objects import (
     CONFIG_SOURCE_ANNOTATION,
     DEFAULT_NETWORK_ANNOTATION,
@@ -78,6 +80,14 @@ _WATCH_VERBS = ["get", "global_list", "global_watch", "list", "watch"]
 
 class _PodSpec(msgspec.Struct, kw_only=True):
     nodeName: str = ""
+    resourceClaims: list[dict[str, Any]] | None = None
+
+
+class _PodStatus(msgspec.Struct, kw_only=True):
+    """Only the DRA claim fields: the rest of a pod's status is never built."""
+
+    resourceClaimStatuses: list[dict[str, Any]] | None = None
+    extendedResourceClaimStatus: dict[str, Any] | None = None
 
 
 class _NadSpec(msgspec.Struct, kw_only=True):
@@ -91,6 +101,7 @@ class CachedPod(Watched, kw_only=True):
         resource=res.ResourceDef("", "v1", "Pod"), plural="pods", verbs=_WATCH_VERBS
     )
     spec: _PodSpec = msgspec.field(default_factory=_PodSpec)
+    status: _PodStatus = msgspec.field(default_factory=_PodStatus)
 
 
 class CachedNad(Watched, kw_only=True):
@@ -127,8 +138,25 @@ def pod_view(obj: CachedPod) -> tuple[Key, Pod]:
         annotations=kept_annotations(meta.annotations),
         node_name=sys.intern(obj.spec.nodeName),
         resource_version=meta.resourceVersion,
+        claims=_claims(obj),
     )
     return key, pod
+
+
+def _claims(obj: CachedPod) -> PodClaims:
+    """The pod's DRA claims; the shared empty value for the many pods without any."""
+    spec, status = obj.spec, obj.status
+    if not (
+        spec.resourceClaims or status.resourceClaimStatuses or status.extendedResourceClaimStatus
+    ):
+        return NO_CLAIMS
+    return pod_claims(
+        {"resourceClaims": spec.resourceClaims},
+        {
+            "resourceClaimStatuses": status.resourceClaimStatuses,
+            "extendedResourceClaimStatus": status.extendedResourceClaimStatus,
+        },
+    )
 
 
 def nad_view(obj: CachedNad) -> tuple[Key, Nad]:
@@ -188,6 +216,8 @@ class WatchCache:
         self._nad_reflector = Reflector(
             WatchKind("nads", CachedNad, nad_view, _key), self.nads, self._conn, timing
         )
+        #: ResourceSlices for DRA devices; not part of ``synced`` (see ``daemon.slices``).
+        self.slices = SliceCache(self._conn, node_name, timing)
         self._tasks: list[asyncio.Task[None]] = []
         self._loop_thread: int | None = None
         self._live_gets = {"pods": 0, "nads": 0}
@@ -202,6 +232,7 @@ class WatchCache:
         for reflector in (self._pod_reflector, self._nad_reflector):
             name = f"watch-{reflector.kind.name}"
             self._tasks.append(asyncio.create_task(reflector.run(), name=name))
+        self._tasks += self.slices.tasks()
 
     async def stop(self) -> None:
         """Stop the reflectors and close the client; the stores keep their last state."""
@@ -284,4 +315,5 @@ class WatchCache:
             name = reflector.kind.name
             out[name] = {"count": len(reflector.store), **dataclasses.asdict(reflector.stats)}
             out[name]["live_gets"] = self._live_gets[name]
+        out["resourceslices"] = self.slices.stats()
         return out

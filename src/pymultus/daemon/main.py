@@ -52,8 +52,10 @@ from pymultus.daemon.executor import DEFAULT_DELEGATE_LIMIT, LimitedExecutor
 from pymultus.daemon.handler import Backend, CniHandler
 from pymultus.daemon.metrics import Metrics
 from pymultus.daemon.server import Health, HttpServer, daemon_routes, metrics_routes
+from pymultus.daemon.slices import CachedDra
 from pymultus.daemon.watch import async_client_factory
 from pymultus.k8s.client import KubeApi, load_client
+from pymultus.k8s.dra_api import ApiDra
 from pymultus.k8s.sources import ApiEvents, ApiNads, ApiPods, ApiStatus
 
 log = logging.getLogger(__name__)
@@ -113,10 +115,11 @@ def build_deps(conf: DaemonConf, *, kubeconfig: str | None, executor: Executor) 
     factory = async_client_factory(kubeconfig, config=client.config) if node else None
     if factory is None:
         log.error("%s is not set: no watch cache, every lookup asks the API", NODE_NAME_ENV)
-        deps.pods, deps.nads = ApiPods(api), ApiNads(api)
+        deps.pods, deps.nads, deps.dra = ApiPods(api), ApiNads(api), ApiDra(api)
         return Sources(deps)
     cache = WatchCache(factory, node_name=node, live_api=api)
     deps.pods = deps.nads = cache
+    deps.dra = CachedDra(api, cache=cache.slices)
     return Sources(deps, cache)
 
 

@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
 V = TypeVar("V")
-R = TypeVar("R", bound="Watched")
+R = TypeVar("R", bound="Watched | WatchedGlobal")
 ClientFactory = Callable[[], lightkube.AsyncClient]
 
 
@@ -70,6 +70,12 @@ class Watched(res.NamespacedResourceG, msgspec.Struct, kw_only=True):
     """Base of the trimmed resource types the reflectors decode list and watch bodies into:
     a lightkube namespaced resource that is a msgspec Struct, so lightkube decodes straight
     into it and every field not declared is skipped without being built."""
+
+    metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
+
+
+class WatchedGlobal(res.GlobalResource, msgspec.Struct, kw_only=True):
+    """``Watched`` for a cluster-scoped resource (ResourceSlices)."""
 
     metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
 
@@ -111,6 +117,9 @@ class Store(Generic[V]):
     def delete(self, key: Key) -> None:
         self._items.pop(key, None)
 
+    def values(self) -> list[V]:
+        return list(self._items.values())
+
     def __len__(self) -> int:
         return len(self._items)
 
@@ -125,6 +134,10 @@ class WatchKind(Generic[R, V]):
     view: Callable[[R], tuple[Key, V]]
     key: Callable[[R], Key]
     fields: dict[str, Any] | None = None
+    #: ``lightkube.ALL_NS`` for namespaced resources; None for cluster-scoped ones.
+    namespace: str | None = lightkube.ALL_NS
+    #: A resource the cluster may not serve at all: its 404s are retried without warnings.
+    optional: bool = False
 
 
 class Connection:
@@ -243,13 +256,18 @@ class Reflector(Generic[R, V]):
             log.info("%s watch expired at %s: listing again", self.kind.name, self._rv)
             self._rv = None
             return False
+        if status == 404 and self.kind.optional:
+            # An API the cluster does not serve (DRA before Kubernetes 1.34): retried quietly.
+            log.debug("%s is not served: %s", self.kind.name, self.stats.last_error)
+            return True
         log.warning("%s list/watch failed: %s", self.kind.name, self.stats.last_error)
         return True
 
     async def _list(self, client: lightkube.AsyncClient) -> None:
+        resource: Any = self.kind.resource  # namespaced or cluster-scoped: one call for both
         listing = client.list(
-            self.kind.resource,
-            namespace=lightkube.ALL_NS,
+            resource,
+            namespace=self.kind.namespace,
             chunk_size=self._timing.page_size,
             fields=self.kind.fields,
         )
@@ -271,11 +289,12 @@ class Reflector(Generic[R, V]):
     async def _watch(self, client: lightkube.AsyncClient) -> None:
         """One watch from the current version; returns when our deadline ends it."""
         self.stats.watches += 1
+        resource: Any = self.kind.resource
         stream = cast(
             AsyncGenerator[tuple[str, R], None],
             client.watch(
-                self.kind.resource,
-                namespace=lightkube.ALL_NS,
+                resource,
+                namespace=self.kind.namespace,
                 fields=self.kind.fields,
                 # The server's end comes after ours, so each watch is one request.
                 server_timeout=int(self._timing.watch_seconds) + 60,

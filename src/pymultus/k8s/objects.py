@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pymultus.k8s.dra import NO_CLAIMS, PodClaims, pod_claims
+
 NETWORKS_ANNOTATION = "k8s.v1.cni.cncf.io/networks"
 STATUS_ANNOTATION = "k8s.v1.cni.cncf.io/network-status"
 DEFAULT_NETWORK_ANNOTATION = "v1.multus-cni.io/default-network"
@@ -25,6 +27,8 @@ class Pod:
     annotations: Mapping[str, str] = field(default_factory=dict)
     node_name: str = ""
     resource_version: str = ""
+    #: The pod's ResourceClaims (DRA devices for NADs with a resourceName).
+    claims: PodClaims = NO_CLAIMS
 
     @property
     def is_static(self) -> bool:
@@ -42,7 +46,16 @@ class Pod:
             annotations=dict(meta.get("annotations") or {}),
             node_name=(obj.get("spec") or {}).get("nodeName", ""),
             resource_version=meta.get("resourceVersion", ""),
+            claims=pod_claims_of(obj),
         )
+
+
+def pod_claims_of(obj: Mapping[str, Any]) -> PodClaims:
+    spec, status = obj.get("spec"), obj.get("status")
+    return pod_claims(
+        spec if isinstance(spec, Mapping) else None,
+        status if isinstance(status, Mapping) else None,
+    )
 
 
 @dataclass(frozen=True)

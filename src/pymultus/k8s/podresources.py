@@ -15,18 +15,31 @@ Wire schema read (``k8s.io/kubelet/pkg/apis/podresources/v1/api.proto``)::
     ListPodResourcesResponse { repeated PodResources pod_resources = 1; }
     PodResources             { string name = 1; string namespace = 2;
                                repeated ContainerResources containers = 3; }
-    ContainerResources       { string name = 1; repeated ContainerDevices devices = 2; ... }
+    ContainerResources       { string name = 1; repeated ContainerDevices devices = 2; ...
+                               repeated DynamicResource dynamic_resources = 5; }
     ContainerDevices         { string resource_name = 1; repeated string device_ids = 2; ... }
+    DynamicResource          { string claim_name = 2; ...
+                               repeated ClaimResource claim_resources = 4; }
+    ClaimResource            { repeated CDIDevice cdi_devices = 1; ... }
+    CDIDevice                { string name = 1; }
+
+DRA devices (``dynamic_resources``, kubelet gate ``KubeletPodResourcesDynamicResources``) go
+into the map as Go Multus v4.3.0 puts them: under the ResourceClaim's name, each CDI device
+name ``vendor.com/class=dev0`` as ``dev0`` (a name without exactly one ``=`` is skipped);
+a claim shared by two containers counts once.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from pymultus.cni.errors import DecodeError, InvalidEnvironmentError, IOFailure, TryAgainLaterError
+
+log = logging.getLogger(__name__)
 
 #: Where the kubelet serves the API (kubelet ``--root-dir`` default ``/var/lib/kubelet``).
 KUBELET_SOCKET = "/var/lib/kubelet/pod-resources/kubelet.sock"
@@ -48,9 +61,16 @@ class ContainerDevices:
 
 
 @dataclass(frozen=True)
+class DynamicResource:
+    claim_name: str
+    cdi_devices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ContainerResources:
     name: str
     devices: tuple[ContainerDevices, ...] = ()
+    dynamic: tuple[DynamicResource, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -130,14 +150,27 @@ def _container_devices(data: memoryview) -> ContainerDevices:
     return ContainerDevices(resource, tuple(ids))
 
 
+def _dynamic_resource(data: memoryview) -> DynamicResource:
+    claim, cdi = "", []
+    for number, value in _fields(data):
+        if number == 2:
+            claim = _text(value)
+        elif number == 4:  # ClaimResource: cdi_devices = 1, each CDIDevice { name = 1 }
+            for n, device in _fields(value):
+                cdi += [_text(v) for k, v in _fields(device) if k == 1] if n == 1 else []
+    return DynamicResource(claim, tuple(cdi))
+
+
 def _container(data: memoryview) -> ContainerResources:
-    name, devices = "", []
+    name, devices, dynamic = "", [], []
     for number, value in _fields(data):
         if number == 1:
             name = _text(value)
         elif number == 2:
             devices.append(_container_devices(value))
-    return ContainerResources(name, tuple(devices))
+        elif number == 5:
+            dynamic.append(_dynamic_resource(value))
+    return ContainerResources(name, tuple(devices), tuple(dynamic))
 
 
 def _pod(data: memoryview) -> PodResources:
@@ -216,10 +249,27 @@ def resource_map_of(
     for pod in pods:
         if pod.name != name or pod.namespace != namespace:
             continue
+        claims: set[str] = set()
         for container in pod.containers:
             for dev in container.devices:
                 found.setdefault(dev.resource_name, []).extend(dev.device_ids)
+            for dyn in container.dynamic:
+                if dyn.claim_name not in claims:
+                    claims.add(dyn.claim_name)
+                    found.setdefault(dyn.claim_name, []).extend(cdi_device_ids(dyn.cdi_devices))
     return {resource: sorted(ids) for resource, ids in found.items()}
+
+
+def cdi_device_ids(names: Iterable[str]) -> list[str]:
+    """The device part of fully qualified CDI names (``vendor.com/class=dev0`` -> ``dev0``)."""
+    ids = []
+    for name in names:
+        parts = name.split("=")
+        if len(parts) == 2:
+            ids.append(parts[1])
+        else:
+            log.warning("invalid CDI device name %r: skipped", name)
+    return ids
 
 
 def get_pod_resource_map(

@@ -9,9 +9,14 @@ ADD goes on without one. The device ID is written into the delegate's config (``
 and ``pciBusID``, on every plugin of a conflist) and passed as capabilities ``deviceID`` and
 ``CNIDeviceInfoFile``.
 
+Devices from Dynamic Resource Allocation (``k8s.dra``) join the kubelet's before the sort: the
+PodResources ``dynamic_resources`` under their claim's name (Go v4.3.0), and the devices of
+the pod's ResourceClaims under their ``resourceName`` attribute (Go master). A pod with
+claims on a node with neither kubelet source has no kubelet devices rather than an error.
+
 Use from the core, once per ADD::
 
-    devices = LazyResourceMap(pod, socket_path=..., checkpoint_path=...)
+    devices = LazyResourceMap(pod, socket_path=..., checkpoint_path=..., dra=DraLookup(...))
     ...
     if nad.resource_name:
         device_id = devices.next(nad.resource_name)
@@ -23,12 +28,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pymultus.cni import netconf
 from pymultus.cni.errors import InvalidConfigError, IOFailure
 from pymultus.k8s import checkpoint, podresources
 from pymultus.k8s.devinfo_files import DEVINFO_ROOT, cni_device_info_path
+from pymultus.k8s.dra import DraApi, DraPod, add_dra_devices
 
 KUBELET_SOCKET = podresources.KUBELET_SOCKET
 CHECKPOINT_FILE = checkpoint.CHECKPOINT_FILE
@@ -74,27 +81,47 @@ class ResourceMap:
         return f"ResourceMap({self.as_dict()!r})"
 
 
+@dataclass(frozen=True)
+class DraLookup:
+    """Where a pod's ResourceClaims are read (``api``), and the pod with its claims."""
+
+    api: DraApi
+    pod: DraPod
+
+
 def load_resource_map(
     pod: PodIdentity,
     *,
     socket_path: str = KUBELET_SOCKET,
     checkpoint_path: str = CHECKPOINT_FILE,
     timeout: float = podresources.TIMEOUT,
+    dra: DraLookup | None = None,
 ) -> ResourceMap:
-    """The pod's resource map from the kubelet.
+    """The pod's resource map from the kubelet, and from its ResourceClaims with ``dra``.
 
     As Go Multus: when the socket exists it is the source (by pod name and namespace) and its
     errors are this function's; otherwise the checkpoint is (by pod UID). Neither there:
-    ``IOFailure`` naming both paths.
+    ``IOFailure`` naming both paths, unless the pod has claims (DRA may be the node's only
+    device source).
     """
+    has_claims = dra is not None and bool(dra.pod.claims)
+    devices = _kubelet_devices(pod, socket_path, checkpoint_path, timeout, optional=has_claims)
+    if dra is not None and has_claims:
+        add_dra_devices(dra.pod, dra.api, devices)
+    return ResourceMap(devices)
+
+
+def _kubelet_devices(
+    pod: PodIdentity, socket_path: str, checkpoint_path: str, timeout: float, *, optional: bool
+) -> dict[str, list[str]]:
     if os.path.exists(socket_path):
-        return ResourceMap(
-            podresources.get_pod_resource_map(
-                pod.namespace, pod.name, socket_path=socket_path, timeout=timeout
-            )
+        return podresources.get_pod_resource_map(
+            pod.namespace, pod.name, socket_path=socket_path, timeout=timeout
         )
     if os.path.exists(checkpoint_path):
-        return ResourceMap(checkpoint.get_pod_resource_map(pod.uid, path=checkpoint_path))
+        return checkpoint.get_pod_resource_map(pod.uid, path=checkpoint_path)
+    if optional:
+        return {}
     raise IOFailure(
         f"cannot find the device IDs of pod {pod.namespace}/{pod.name}: neither the kubelet "
         f"pod-resources socket {socket_path} nor the device-plugin checkpoint "
@@ -115,8 +142,10 @@ class LazyResourceMap:
         socket_path: str = KUBELET_SOCKET,
         checkpoint_path: str = CHECKPOINT_FILE,
         timeout: float = podresources.TIMEOUT,
+        dra: DraLookup | None = None,
     ) -> None:
         self._pod = pod
+        self._dra = dra
         self._socket_path = socket_path
         self._checkpoint_path = checkpoint_path
         self._timeout = timeout
@@ -134,6 +163,7 @@ class LazyResourceMap:
                 socket_path=self._socket_path,
                 checkpoint_path=self._checkpoint_path,
                 timeout=self._timeout,
+                dra=self._dra,
             )
         return self._map.next(resource_name)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from lightkube.core import resource as res
 from lightkube.core.resource_registry import resource_registry
-from lightkube.generic_resource import Generic, GenericNamespacedResource
+from lightkube.generic_resource import Generic, GenericGlobalResource, GenericNamespacedResource
 
 NAD_GROUP = "k8s.cni.cncf.io"
 NAD_VERSION = "v1"
@@ -73,6 +73,30 @@ class NetworkAttachmentDefinition(GenericNamespacedResource):
     )
 
 
+DRA_GROUP = "resource.k8s.io"
+DRA_VERSION = "v1"
+
+
+class RawResourceClaim(GenericNamespacedResource):
+    """A ``resource.k8s.io/v1`` ResourceClaim (DRA): its ``status.allocation`` is read."""
+
+    _api_info = res.ApiInfo(
+        resource=res.ResourceDef(DRA_GROUP, DRA_VERSION, "ResourceClaim"),
+        plural="resourceclaims",
+        verbs=["get"],
+    )
+
+
+class RawResourceSlice(GenericGlobalResource):
+    """A ``resource.k8s.io/v1`` ResourceSlice (cluster-scoped): the devices of a pool."""
+
+    _api_info = res.ApiInfo(
+        resource=res.ResourceDef(DRA_GROUP, DRA_VERSION, "ResourceSlice"),
+        plural="resourceslices",
+        verbs=["global_list", "global_watch", "list", "watch"],
+    )
+
+
 def _register_nad() -> None:
     """Let ``lightkube.codecs`` load NAD manifests, unless someone registered NADs first."""
     if resource_registry.get(f"{NAD_GROUP}/{NAD_VERSION}", NAD_KIND) is None:
@@ -95,5 +119,8 @@ REQUIRED_API_ACCESS: frozenset[tuple[str, str, str]] = frozenset(
         ("k8s.cni.cncf.io", "network-attachment-definitions", "get"),
         ("k8s.cni.cncf.io", "network-attachment-definitions", "list"),
         ("k8s.cni.cncf.io", "network-attachment-definitions", "watch"),
+        ("resource.k8s.io", "resourceclaims", "get"),
+        ("resource.k8s.io", "resourceslices", "list"),
+        ("resource.k8s.io", "resourceslices", "watch"),
     }
 )

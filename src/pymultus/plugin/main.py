@@ -72,6 +72,7 @@ def thin_deps(conf: MultusConf, command: str = "ADD", base: Deps | None = None) 
         yield start
         return
     from pymultus.k8s.client import KubeApi, load_client  # noqa: PLC0415 - start-up cost
+    from pymultus.k8s.dra_api import ApiDra  # noqa: PLC0415
     from pymultus.k8s.sources import ApiEvents, ApiNads, ApiPods, ApiStatus  # noqa: PLC0415
 
     try:
@@ -91,6 +92,7 @@ def thin_deps(conf: MultusConf, command: str = "ADD", base: Deps | None = None) 
             nads=ApiNads(api),
             status=ApiStatus(api),
             events=ApiEvents(api),
+            dra=ApiDra(api),
         )
     finally:
         client.close()

@@ -150,8 +150,15 @@ def test_pods_are_trimmed_to_what_multus_reads() -> None:
         node_name=NODE,
     )
     assert set(pod.annotations) <= KEPT_POD_ANNOTATIONS
-    assert msgspec.structs.fields(CachedPod)  # nothing of spec but nodeName is declared
-    assert {f.name for f in msgspec.structs.fields(type(decoded.spec))} == {"nodeName"}
+    assert msgspec.structs.fields(CachedPod)  # of spec and status only what Multus reads
+    assert {f.name for f in msgspec.structs.fields(type(decoded.spec))} == {
+        "nodeName",
+        "resourceClaims",
+    }
+    assert {f.name for f in msgspec.structs.fields(type(decoded.status))} == {
+        "resourceClaimStatuses",
+        "extendedResourceClaimStatus",
+    }
 
 
 def test_live_pods_are_trimmed_the_same_way() -> None:

@@ -267,10 +267,21 @@ def test_docs_examples_are_valid(doc: dict[str, Any]) -> None:
         jsonschema.validate(doc, nad_schema())
         assert json.loads(doc["spec"]["config"])["type"]
         return
-    kubernetes_validate.validate(doc, K8S_VERSIONS[0], strict=True)
+    kubernetes_validate.validate(doc, _oldest_version_for(doc), strict=True)
     if doc["kind"] in ("DaemonSet", "Pod"):
         pod = doc["spec"]["template"]["spec"] if doc["kind"] == "DaemonSet" else doc["spec"]
         assert pod_problems(pod) == []
+
+
+#: DRA's ``resource.k8s.io/v1`` (and pods naming claims by template) is GA in Kubernetes 1.34.
+DRA_VERSION = "1.34"
+
+
+def _oldest_version_for(doc: dict[str, Any]) -> str:
+    """The oldest Kubernetes an example is for: the DRA example needs ``resource.k8s.io/v1``."""
+    dra = str(doc.get("apiVersion", "")).startswith("resource.k8s.io/")
+    dra = dra or bool(doc["kind"] == "Pod" and doc["spec"].get("resourceClaims"))
+    return DRA_VERSION if dra else K8S_VERSIONS[0]
 
 
 # --- what the API server checks beyond the schemas -----------------------------------------
