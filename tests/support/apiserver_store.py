@@ -57,6 +57,10 @@ class Kind:
     unconditional_update: bool = True
     #: Pods answer DELETE with the object; the generic registry answers with a Status.
     returns_deleted: bool = False
+    #: Cluster-scoped kinds (nodes, CSRs) live outside namespaces (stored under "").
+    namespaced: bool = True
+    #: Subresources served besides the main resource (``status``, ``approval``).
+    subresources: frozenset[str] = frozenset()
 
     @property
     def api_version(self) -> str:
@@ -86,6 +90,7 @@ PODS = Kind(
         "status.nominatedNodeName",
     },
     returns_deleted=True,
+    subresources=frozenset({"status"}),
 )
 EVENTS = Kind(
     "events",
@@ -113,8 +118,18 @@ NADS = Kind(
     typed_list_items=True,
     unconditional_update=False,
 )
-KINDS = {k.plural: k for k in (PODS, EVENTS, NADS)}
-KINDS_BY_KIND = {k.kind: k for k in (PODS, EVENTS, NADS)}
+CSRS = Kind(
+    "certificatesigningrequests",
+    "certificates.k8s.io",
+    "v1",
+    "CertificateSigningRequest",
+    frozenset({"metadata.name", "spec.signerName"}),
+    namespaced=False,
+    subresources=frozenset({"status", "approval"}),
+)
+NODES = Kind("nodes", "", "v1", "Node", frozenset({"metadata.name"}), namespaced=False)
+KINDS = {k.plural: k for k in (PODS, EVENTS, NADS, CSRS, NODES)}
+KINDS_BY_KIND = {k.kind: k for k in (PODS, EVENTS, NADS, CSRS, NODES)}
 
 
 class ApiStatus(Exception):
@@ -250,7 +265,10 @@ class Store:
         if validate:
             _validate_new(kind, ns, obj)
         obj["apiVersion"], obj["kind"] = kind.api_version, kind.kind
-        meta["namespace"] = ns
+        if kind.namespaced:
+            meta["namespace"] = ns
+        else:
+            meta.pop("namespace", None)
         meta["uid"] = meta.get("uid") if not validate and meta.get("uid") else str(uuid.uuid4())
         meta.setdefault("creationTimestamp", now_rfc3339())
         if kind is PODS and (validate or not obj.get("status")):
