@@ -7,8 +7,8 @@ As Go Multus (client-go's certificate manager behind ``PerNodeK8sClient``):
 - rotation at a random point 70-90 % into the lifetime, and at once after a 401; the old
   certificate keeps serving while the new CSR is pending, and a failed try is retried with
   a growing backoff (1 s doubling up to 5 min);
-- the CSR is sent with the current certificate while it is valid, else with the bootstrap
-  kubeconfig, which is used for nothing else.
+- the CSR is sent with the current certificate while it is valid (and the API has not
+  refused it), else with the bootstrap kubeconfig, which is used for nothing else.
 
 Every request of the daemon goes through ``kubeconfig_path``: a kubeconfig with the bootstrap
 kubeconfig's cluster (server, CA) and ``multus-client-current.pem`` as client certificate and
@@ -127,6 +127,8 @@ class CertManager:
     rng: random.Random = field(default_factory=random.Random)
     current: CertPair | None = None
     csrs_sent: int = 0
+    #: The API refused the current certificate (401): ask with the bootstrap credentials.
+    rejected: bool = False
     _wake: threading.Event = field(default_factory=threading.Event)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -172,20 +174,20 @@ class CertManager:
         finally:
             client.close()
         pair = self.store.save(cert, key, self.clock())
-        self.current = pair
         log.info(
             "perNodeCertificate: new certificate, valid until %s",
             time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(pair.not_after)),
         )
         for hook in self.on_rotate:
             hook(pair)
+        self.current, self.rejected = pair, False
         return pair
 
     def _csr_client(self) -> lightkube.Client:
-        """The current certificate while valid, else the bootstrap credentials."""
+        """The current certificate while valid and accepted, else the bootstrap credentials."""
         pair = self.current
         path = self.kubeconfig_path
-        if pair is None or not pair.valid_at(self.clock()):
+        if pair is None or self.rejected or not pair.valid_at(self.clock()):
             path = self.settings.bootstrap_kubeconfig
         client = load_client(path)
         if client is None:  # only without a path; ours is always set
@@ -195,7 +197,9 @@ class CertManager:
     # --- background rotation --------------------------------------------------------------
 
     def request_rotation(self) -> None:
-        """Rotate as soon as possible (the API answered 401 to the current certificate)."""
+        """Rotate as soon as possible, through the bootstrap credentials: the API answered
+        401 to the current certificate."""
+        self.rejected = True
         self._wake.set()
 
     def start(self) -> None:

@@ -272,6 +272,14 @@ class KubeApi:
         if retired is not None:
             retired.close()
 
+    def close(self) -> None:
+        """Close the client, and the one it replaced if any."""
+        with self._lock:
+            clients = [c for c in (self._retired, self._client) if c is not None]
+            self._retired = None
+        for client in clients:
+            client.close()
+
     def _failed(self, exc: BaseException, action: str) -> CniError:
         """``map_api_error`` for this server, telling ``on_unauthorized`` about a 401."""
         if http_status(exc) == 401 and self.on_unauthorized is not None:

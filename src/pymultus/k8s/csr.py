@@ -89,7 +89,8 @@ def request_certificate(
     timeout: float,
     poll: float = 1.0,
 ) -> bytes:
-    """Create the CSR and wait up to ``timeout`` s for its signed certificate (PEM).
+    """Create the CSR and wait up to ``timeout`` s for its signed certificate (PEM), looking
+    after 0.1 s, then at doubling intervals up to ``poll`` s.
 
     ``CsrDenied`` when it is denied or failed; ``TryAgainLaterError`` when nothing was
     issued in time or the API is unreachable; other API failures as ``CniError``.
@@ -103,6 +104,7 @@ def request_certificate(
     name = str(created["metadata"]["name"])
     log.info("perNodeCertificate: certificate signing request %s created", name)
     deadline = time.monotonic() + timeout
+    wait = min(0.1, poll)  # most signers answer within milliseconds: look soon, then slower
     while True:
         csr = _get(client, name, server)
         if csr is not None:
@@ -114,7 +116,8 @@ def request_certificate(
                 f"perNodeCertificate: no certificate issued for {name} within {timeout:.0f} s "
                 "(is the CSR approver running?)"
             )
-        time.sleep(poll)
+        time.sleep(wait)
+        wait = min(wait * 2, poll)
 
 
 def _get(client: lightkube.Client, name: str, server: str) -> dict[str, Any] | None:

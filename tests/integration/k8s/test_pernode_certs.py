@@ -14,8 +14,10 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 from tests.support.apiserver import StandInApiServer
 from tests.support.apiserver_store import CSRS
+from tests.support.thick import wait_for
 
 from pymultus.cni.errors import CniError, InvalidConfigError, TryAgainLaterError
+from pymultus.daemon.credentials import follow_rotations
 from pymultus.k8s.certmanager import CertManager, CertSettings
 from pymultus.k8s.certs import CertStore
 from pymultus.k8s.client import KubeApi, load_client
@@ -157,3 +159,52 @@ def test_node_name_missing(api: StandInApiServer, tmp_path: Path) -> None:
     s = settings(api, tmp_path)
     with pytest.raises(CniError, match="MULTUS_NODE_NAME"):
         CertManager(CertSettings("", s.bootstrap_kubeconfig, s.cert_dir, 600.0))
+
+
+@pytest.fixture
+def running(api: StandInApiServer, tmp_path: Path) -> Iterator[tuple[CertManager, KubeApi]]:
+    """A started manager and a KubeApi following its rotations, as the daemon wires them."""
+    manager = CertManager(settings(api, tmp_path))
+    manager.ensure()
+    client = load_client(manager.kubeconfig_path)
+    assert client is not None
+    kube = KubeApi(client)
+    follow_rotations(manager, kube)
+    manager.start()
+    api.put_object({"kind": "Pod", "metadata": {"namespace": "ns", "name": "p"}})
+    try:
+        yield manager, kube
+    finally:
+        manager.stop()
+        kube.close()
+
+
+def test_a_401_rotates_at_once(api: StandInApiServer, running: tuple[CertManager, KubeApi]) -> None:
+    manager, kube = running
+    assert api.ca is not None and manager.current is not None
+    old = manager.current.cert.serial_number
+    api.ca.revoke(Path(manager.current.path).read_bytes())
+    with pytest.raises(CniError, match="rejected the credentials"):
+        kube.get_pod(PodRef("ns", "p"))
+    wait_for(lambda: manager.current is not None and manager.current.cert.serial_number != old)
+    assert kube.get_pod(PodRef("ns", "p")) is not None
+    assert api.requests("GET", "/pods/p")[-1].user == "system:multus:node-a"
+
+
+def test_old_certificate_serves_while_the_new_one_is_pending(
+    api: StandInApiServer, running: tuple[CertManager, KubeApi]
+) -> None:
+    manager, kube = running
+    assert api.signer is not None and manager.current is not None
+    old = manager.current.cert.serial_number
+    api.signer.mode = "pending"
+    manager.request_rotation()
+    wait_for(lambda: len(csrs(api)) == 2)
+    for _ in range(5):
+        assert kube.get_pod(PodRef("ns", "p")) is not None
+    assert manager.current.cert.serial_number == old
+    pending = csrs(api)[-1]["metadata"]["name"]
+    api.signer.set_condition(pending, "Approved", "approved by the test")
+    api.signer.issue(pending)
+    wait_for(lambda: manager.current is not None and manager.current.cert.serial_number != old)
+    assert kube.get_pod(PodRef("ns", "p")) is not None
