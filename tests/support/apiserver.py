@@ -404,6 +404,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._collection(method, kind, ns, query, body)
         else:
             self._item(method, kind, ns, name, status=sub is not None, query=query, body=body)
+            signer = self.server.owner.signer
+            if kind is st.CSRS and sub == "approval" and signer is not None:
+                signer.approval_written(name)
 
     def _collection(
         self, method: str, kind: Kind, ns: str | None, query: dict[str, str], body: bytes

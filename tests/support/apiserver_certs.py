@@ -8,7 +8,8 @@ CertificateSigningRequests, as far as a client sees it:
   expiry included: an expired or revoked certificate gets 401, not a TLS failure).
 - :class:`Signer` plays the approver and the ``kubernetes.io/kube-apiserver-client``
   signer: ``mode`` ``approve`` (approve, then sign after ``delay`` s), ``deny``, ``pending``
-  (leave it alone: a real approver, or none). The certificate's lifetime is the CSR's
+  (leave it alone: no approver), ``sign`` (a real approver decides; what it approves is
+  signed). The certificate's lifetime is the CSR's
   ``expirationSeconds`` (``max_duration`` caps it, like ``--cluster-signing-duration``).
 """
 
@@ -173,7 +174,7 @@ class Signer:
 
     def created(self, csr: Obj) -> None:
         """Called for each new CSR, after it was stored."""
-        if self.mode == "pending":
+        if self.mode in ("pending", "sign"):
             return
         name = csr["metadata"]["name"]
         thread = threading.Thread(
@@ -181,6 +182,13 @@ class Signer:
         )
         self._threads.append(thread)
         thread.start()
+
+    def approval_written(self, name: str) -> None:
+        """Called after a PUT of ``/approval``: in ``sign`` mode, sign what was approved."""
+        csr = self.api.get_object("certificatesigningrequests", "", name) or {}
+        conds = (csr.get("status") or {}).get("conditions") or []
+        if self.mode == "sign" and any(c.get("type") == "Approved" for c in conds):
+            self.issue(name)
 
     def _handle(self, name: str, mode: str, delay: float) -> None:
         time.sleep(delay)
