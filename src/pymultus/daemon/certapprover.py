@@ -48,6 +48,16 @@ ALLOWED_GROUPS = frozenset({"system:nodes", CERT_NAME_PREFIX, "system:authentica
 RETRY_INTERVAL = 2.0
 
 APPROVE, DENY, IGNORE, LEAVE = "approve", "deny", "ignore", "leave"
+#: The approver's API calls; deploy/cert-approver-pernode.yaml grants these, plus ``approve``
+#: on the signer ``kubernetes.io/kube-apiserver-client`` (the API server asks for it).
+APPROVER_API_ACCESS: frozenset[tuple[str, str, str]] = frozenset(
+    {
+        ("certificates.k8s.io", "certificatesigningrequests", "list"),
+        ("certificates.k8s.io", "certificatesigningrequests", "watch"),
+        ("certificates.k8s.io", "certificatesigningrequests/approval", "update"),
+        ("", "nodes", "get"),
+    }
+)
 
 
 @dataclass(frozen=True)

@@ -141,3 +141,13 @@ def _issued(csr: dict[str, Any], name: str) -> bytes:
             )
     cert = (csr.get("status") or {}).get("certificate") or ""
     return base64.b64decode(cert) if cert else b""
+
+
+#: What the per-node identity needs beyond ``REQUIRED_API_ACCESS``: its own CSRs (renewal with
+#: the current certificate). deploy/rbac-pernode.yaml grants both to the group system:multus.
+PER_NODE_API_ACCESS: frozenset[tuple[str, str, str]] = frozenset(
+    {
+        ("certificates.k8s.io", "certificatesigningrequests", "create"),
+        ("certificates.k8s.io", "certificatesigningrequests", "get"),
+    }
+)
