@@ -4,6 +4,9 @@ daemon's CSR is approved and signed, a wrong one denied or left alone."""
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +24,7 @@ from pymultus.k8s.client import load_client
 from pymultus.k8s.csr import csr_object
 
 NODE = "node-a"
+PYMULTUS = str(Path(sys.executable).with_name("pymultus"))
 
 
 @pytest.fixture
@@ -88,3 +92,35 @@ def test_a_csr_for_a_missing_node_is_left_unapproved_with_a_log_line(
     good = post_csr(api, NODE)
     wait_for(lambda: conditions(api, good) == ["Approved"])
     assert conditions(api, name) == []
+
+
+def test_the_cli_command_approves(api: StandInApiServer, tmp_path: Path) -> None:
+    kubeconfig = api.write_kubeconfig(tmp_path / "approver.kubeconfig")
+    proc = subprocess.Popen(
+        [PYMULTUS, "cert-approver", "--kubeconfig", str(kubeconfig)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        name = post_csr(api, NODE)
+        wait_for(lambda: conditions(api, name) == ["Approved"], timeout=30)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+def test_the_cli_command_without_credentials_says_so(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_SERVICE")}
+    done = subprocess.run(
+        [PYMULTUS, "cert-approver"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "not running in a cluster" in done.stderr
+    assert "Traceback" not in done.stderr
