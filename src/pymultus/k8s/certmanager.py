@@ -33,7 +33,7 @@ import lightkube
 import yaml
 
 from pymultus.cni.atomic import write_atomic
-from pymultus.cni.errors import CniError, InvalidConfigError
+from pymultus.cni.errors import CniError, InvalidConfigError, TryAgainLaterError
 from pymultus.k8s.certs import CertPair, CertStore, csr_pem, new_key
 from pymultus.k8s.client import load_client
 from pymultus.k8s.csr import request_certificate
@@ -155,7 +155,15 @@ class CertManager:
             return pair
         if pair is not None:
             log.info("perNodeCertificate: the certificate in %s has expired", pair.path)
-        return self.rotate()
+        deadline = time.monotonic() + self.settings.csr_timeout
+        while True:  # an API server not reachable yet (node boot): keep trying, as Go polls
+            try:
+                return self.rotate()
+            except TryAgainLaterError as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning("perNodeCertificate: %s; trying again", exc)
+                time.sleep(self.settings.poll)
 
     def rotate(self) -> CertPair:
         """Ask for a new certificate now and wait for it; the current one serves meanwhile."""

@@ -68,6 +68,7 @@ def csr_object(request_pem: bytes, *, node: str, duration_s: float) -> dict[str,
             "request": base64.b64encode(request_pem).decode(),
             "signerName": SIGNER_NAME,
             "usages": list(USAGES),
+            # The API server refuses less than 10 minutes; Go would fail there, we ask for 10m.
             "expirationSeconds": max(600, int(duration_s)),
         },
     }

@@ -147,6 +147,15 @@ def test_signer_slow_waits_and_one_too_slow_times_out(
         manager.ensure()
 
 
+def test_api_server_unavailable_at_start_is_waited_for(
+    api: StandInApiServer, tmp_path: Path
+) -> None:
+    api.fail_next(3, 503)
+    manager = CertManager(settings(api, tmp_path))
+    assert manager.ensure().valid_at(time.time())
+    assert manager.csrs_sent == 4
+
+
 def test_bootstrap_kubeconfig_missing(api: StandInApiServer, tmp_path: Path) -> None:
     s = settings(api, tmp_path)
     os.unlink(s.bootstrap_kubeconfig)
