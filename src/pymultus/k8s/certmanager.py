@@ -34,7 +34,7 @@ import yaml
 
 from pymultus.cni.atomic import write_atomic
 from pymultus.cni.errors import CniError, InvalidConfigError, TryAgainLaterError
-from pymultus.k8s.certs import CertPair, CertStore, csr_pem, new_key
+from pymultus.k8s.certs import CertPair, CertStore, check_issued, csr_pem, new_key
 from pymultus.k8s.client import load_client
 from pymultus.k8s.csr import request_certificate
 
@@ -181,6 +181,7 @@ class CertManager:
             )
         finally:
             client.close()
+        check_issued(cert, key, self.settings.node)
         pair = self.store.save(cert, key, self.clock())
         log.info(
             "perNodeCertificate: new certificate, valid until %s",

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from pymultus.cni.atomic import write_atomic
-from pymultus.cni.errors import IOFailure
+from pymultus.cni.errors import InvalidConfigError, IOFailure
 
 CERT_NAME_PREFIX = "system:multus"
 SIGNER_NAME = "kubernetes.io/kube-apiserver-client"
@@ -58,6 +58,25 @@ def csr_pem(key: Key, node: str) -> bytes:
         x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
     )
     return request.public_bytes(serialization.Encoding.PEM)
+
+
+def check_issued(cert_pem: bytes, key: Key, node: str) -> x509.Certificate:
+    """The signed certificate, if it is one for ``key`` and names ``node``; else
+    ``InvalidConfigError`` (a signer that issued something else must not be trusted)."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError as exc:
+        raise InvalidConfigError(
+            f"perNodeCertificate: the issued certificate is not PEM: {exc}", field="certificate"
+        ) from exc
+    cns = [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    if cert.public_key() != key.public_key() or cns != [common_name(node)]:
+        raise InvalidConfigError(
+            f"perNodeCertificate: the issued certificate ({cert.subject.rfc4514_string()}) is "
+            f"not the one requested for {common_name(node)}",
+            field="certificate",
+        )
+    return cert
 
 
 def key_pem(key: Key) -> bytes:

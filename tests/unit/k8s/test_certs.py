@@ -20,7 +20,15 @@ from hypothesis import strategies as st
 
 from pymultus.cni.errors import InvalidConfigError
 from pymultus.k8s.certmanager import check_settings, per_node_kubeconfig
-from pymultus.k8s.certs import CURRENT_NAME, CertPair, CertStore, Key, csr_pem, new_key
+from pymultus.k8s.certs import (
+    CURRENT_NAME,
+    CertPair,
+    CertStore,
+    Key,
+    check_issued,
+    csr_pem,
+    new_key,
+)
 
 
 def self_signed(key: Key, *, start: float, lifetime: float) -> bytes:
@@ -43,6 +51,18 @@ def test_csr_names_the_node_in_group_system_multus() -> None:
     request = x509.load_pem_x509_csr(csr_pem(new_key(), "worker-1"))
     assert request.is_signature_valid
     assert request.subject.rfc4514_string() == "CN=system:multus:worker-1,O=system:multus"
+
+
+def test_an_issued_certificate_for_another_key_or_name_is_refused() -> None:
+    key = new_key()
+    good = self_signed(key, start=time.time(), lifetime=600)  # CN system:multus:n
+    assert check_issued(good, key, "n").serial_number > 0
+    with pytest.raises(InvalidConfigError, match="not the one requested"):
+        check_issued(self_signed(new_key(), start=time.time(), lifetime=600), key, "n")
+    with pytest.raises(InvalidConfigError, match="not the one requested"):
+        check_issued(good, key, "other-node")
+    with pytest.raises(InvalidConfigError, match="not PEM"):
+        check_issued(b"junk", key, "n")
 
 
 def test_store_writes_0600_pairs_behind_the_current_symlink(tmp_path: Path) -> None:
