@@ -16,7 +16,7 @@ import pytest
 from tests.support.apiserver import StandInApiServer
 from tests.support.multus import PodId
 from tests.support.netns import make_pair
-from tests.support.thick import ThickCluster
+from tests.support.thick import ThickCluster, wait_for
 
 from pymultus.k8s.certs import CertStore
 
@@ -144,3 +144,20 @@ def test_signer_refusing_exits_with_a_clear_error(pernode: ThickCluster) -> None
     with pytest.raises(AssertionError, match="exited 1") as err:
         pernode.start_daemon()
     assert "denied" in str(err.value)
+
+
+def test_a_refused_certificate_is_replaced_at_once(pernode: ThickCluster, tmp_path: Path) -> None:
+    """The API server stops accepting the certificate (a CA rotation, a revocation): the call
+    that met the 401 fails and is rolled back, the daemon asks for a new certificate through
+    the bootstrap credentials, and the next call works."""
+    ca = pernode.api.ca
+    assert ca is not None
+    pod = pernode.put_pod(NS, "web")
+    pernode.start_daemon()
+    ca.revoke((tmp_path / "certs" / "multus-client-current.pem").read_bytes())
+    failed = pernode.shim("ADD", pod)
+    assert failed.rc != 0 and b"rejected the credentials" in failed.stdout
+    wait_for(lambda: len(csr_posts(pernode.api)) == 2, 20.0, pernode.tail)
+    assert csr_posts(pernode.api)[-1] == NODE_USER[0]
+    wait_for(lambda: pernode.shim("ADD", pod).rc == 0, 20.0, pernode.tail)
+    pernode.shim("DEL", pod).check_ok()
