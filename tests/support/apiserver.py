@@ -12,7 +12,10 @@ ERROR event with a 410 Expired Status for a resourceVersion older than the compa
 Knobs for tests: ``request_log``, ``fail_next``, ``drop_next``, ``set_delay``,
 ``on_request``, ``stop`` / ``restart`` on the same port, ``compact``, ``bookmark``, and
 ``put_object`` / ``get_object`` / ``delete_object`` to set up state as a controller would.
-``token`` is the bearer token a request must carry (``None`` accepts any request)::
+``token`` is the bearer token a request must carry (``None`` accepts any request; the user
+it authenticates is ``token_user``). ``tls=True`` serves HTTPS with a throw-away CA
+(``ca``), where a client certificate signed by it authenticates as CN/O, and adds the
+``certificates.k8s.io/v1`` CSR signer ``signer`` (see ``apiserver_certs``)::
 
     with StandInApiServer() as api:
         api.put_object({"kind": "Pod", "metadata": {"namespace": "ns", "name": "p"}})
@@ -25,6 +28,7 @@ import contextlib
 import json
 import re
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -36,6 +40,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from tests.support import apiserver_store as st
+from tests.support.apiserver_certs import Signer, TestCa, User, validate_csr
 from tests.support.apiserver_store import ApiStatus, Kind, Obj
 from tests.support.apiserver_watch import WatchSpec, list_items, selector, watch_events
 
@@ -67,6 +72,7 @@ class LoggedRequest:
     query: dict[str, str]
     body: bytes
     content_type: str = ""  # the media type, without parameters
+    user: str = ""  # who the request authenticated as ("" when it did not)
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -107,8 +113,13 @@ class _Server(ThreadingHTTPServer):
 class StandInApiServer:
     """The stand-in API server; ``start()``/``stop()`` or use it as a context manager."""
 
-    def __init__(self, *, token: str | None = "standin-token", history_limit: int = 1000) -> None:
+    def __init__(
+        self, *, token: str | None = "standin-token", history_limit: int = 1000, tls: bool = False
+    ) -> None:
         self.token = token
+        self.token_user: User = ("standin", ["system:authenticated"])
+        self.ca = TestCa() if tls else None
+        self.signer = Signer(self, self.ca) if self.ca is not None else None
         self.store = st.Store(history_limit=history_limit)
         self.request_log: list[LoggedRequest] = []
         self._lock = threading.Lock()
@@ -128,6 +139,11 @@ class StandInApiServer:
         self.stopping.clear()
         self._server = _Server(("127.0.0.1", self._port), self)
         self._port = self._server.server_address[1]
+        if self.ca is not None:
+            context = self.ca.server_context()
+            self._server.socket = context.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False
+            )
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.02,), daemon=True
         )
@@ -158,10 +174,14 @@ class StandInApiServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+        if self.signer is not None:
+            self.signer.join()
+        if self.ca is not None:
+            self.ca.close()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._port}"
+        return f"{'https' if self.ca else 'http'}://127.0.0.1:{self._port}"
 
     def write_kubeconfig(self, path: Path | str, *, namespace: str = "default") -> Path:
         """A kubeconfig for this server with a bearer token (JSON is valid YAML)."""
@@ -169,7 +189,7 @@ class StandInApiServer:
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "standin", "cluster": {"server": self.url}}],
+            "clusters": [{"name": "standin", "cluster": self._cluster()}],
             "users": [{"name": "standin", "user": user}],
             "contexts": [
                 {
@@ -182,6 +202,12 @@ class StandInApiServer:
         path = Path(path)
         path.write_text(json.dumps(config, indent=2))
         return path
+
+    def _cluster(self) -> Obj:
+        cluster: Obj = {"server": self.url}
+        if self.ca is not None:
+            cluster["certificate-authority"] = str(self.ca.ca_file)
+        return cluster
 
     # --- knobs ----------------------------------------------------------------------------
 
@@ -230,7 +256,7 @@ class StandInApiServer:
         a uid is assigned, and watches get the event. Returns the stored object.
         """
         kind = st.KINDS_BY_KIND[obj["kind"]]
-        if not kind.cluster_scoped:
+        if kind.namespaced:
             obj = {**obj, "metadata": {"namespace": "default", **obj.get("metadata", {})}}
         return self.store.put(kind, obj)
 
@@ -268,11 +294,16 @@ class StandInApiServer:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
+    user: User = ("", [])
 
     def setup(self) -> None:
         # Headers and body go out as two writes; without NODELAY, Nagle plus the client's
         # delayed ACK add 40 ms to every request.
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.settimeout(10)
+            self.request.do_handshake()  # in this thread, not the accepting one
+            self.request.settimeout(None)
         super().setup()
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -301,7 +332,11 @@ class _Handler(BaseHTTPRequestHandler):
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
-        entry = LoggedRequest(method, parts.path, query, body, ctype)
+        try:
+            user: User | None = self._authenticate(api)
+        except ApiStatus:
+            user = None
+        entry = LoggedRequest(method, parts.path, query, body, ctype, user[0] if user else "")
         with api._lock:
             api.request_log.append(entry)
         if api.on_request is not None:
@@ -316,14 +351,21 @@ class _Handler(BaseHTTPRequestHandler):
             if fault == "fail":
                 self._fail(status, plain)
                 return
-            self._authorize(api)
+            if user is None:
+                raise ApiStatus(401, "Unauthorized", "Unauthorized")
+            self.user = user
             self._route(method, parts.path, query, body)
         except ApiStatus as e:
             self._send(e.code, e.body())
 
-    def _authorize(self, api: StandInApiServer) -> None:
-        if api.token is not None and self.headers.get("Authorization") != f"Bearer {api.token}":
-            raise ApiStatus(401, "Unauthorized", "Unauthorized")
+    def _authenticate(self, api: StandInApiServer) -> User:
+        """The request's user: the bearer token's, else the client certificate's (TLS)."""
+        if api.token is None or self.headers.get("Authorization") == f"Bearer {api.token}":
+            return api.token_user
+        der = self.connection.getpeercert(binary_form=True) if api.ca is not None else None
+        if api.ca is not None and der:
+            return api.ca.authenticate(der)
+        raise ApiStatus(401, "Unauthorized", "Unauthorized")
 
     def _fail(self, status: int, plain: bool) -> None:
         if plain:
@@ -356,18 +398,17 @@ class _Handler(BaseHTTPRequestHandler):
         if m is None or kind is None or (m["group"] or "") != kind.group:
             raise ApiStatus(404, "NotFound", "the server could not find the requested resource", {})
         ns, name, sub = m["ns"], m["name"], m["sub"]
-        if kind.cluster_scoped:
-            if ns is not None:
-                raise ApiStatus(
-                    404, "NotFound", "the server could not find the requested resource", {}
-                )
-            ns = "" if name else None  # stored under namespace ""; lists span everything
-        if (sub and (sub != "status" or kind is not st.PODS)) or (name and ns is None):
+        if not kind.namespaced:  # cluster-scoped: stored under "", not served in a namespace
+            ns, name = ("", name) if ns is None else (None, name or "-")
+        if (sub and sub not in kind.subresources) or (name and ns is None):
             raise ApiStatus(404, "NotFound", "the server could not find the requested resource", {})
         if name is None:
             self._collection(method, kind, ns, query, body)
         else:
-            self._item(method, kind, ns, name, status=sub == "status", query=query, body=body)
+            self._item(method, kind, ns, name, status=sub is not None, query=query, body=body)
+            signer = self.server.owner.signer
+            if kind is st.CSRS and sub == "approval" and signer is not None:
+                signer.approval_written(name)
 
     def _collection(
         self, method: str, kind: Kind, ns: str | None, query: dict[str, str], body: bytes
@@ -377,7 +418,14 @@ class _Handler(BaseHTTPRequestHandler):
         elif method == "GET":
             self._list(kind, ns, query)
         elif method == "POST" and ns is not None:
-            self._send(201, self.server.owner.store.create(kind, ns, _decode(body)))
+            obj = _decode(body)
+            if kind is st.CSRS:
+                obj = self._csr_request(obj)
+            created = self.server.owner.store.create(kind, ns, obj)
+            self._send(201, created)
+            signer = self.server.owner.signer
+            if kind is st.CSRS and signer is not None:
+                signer.created(created)
         else:
             raise _not_allowed(method)
 
@@ -404,6 +452,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._delete(kind, ns, name, query, body)
         else:
             raise _not_allowed(method)
+
+    def _csr_request(self, obj: Obj) -> Obj:
+        """A new CSR: validated, and the requesting user recorded as the real server does."""
+        validate_csr(obj)
+        spec = obj.setdefault("spec", {})
+        spec["username"], spec["groups"] = self.user[0], list(self.user[1])
+        obj.pop("status", None)
+        return obj
 
     def _patch_body(self, body: bytes) -> Obj:
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()

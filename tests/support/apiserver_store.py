@@ -57,8 +57,11 @@ class Kind:
     unconditional_update: bool = True
     #: Pods answer DELETE with the object; the generic registry answers with a Status.
     returns_deleted: bool = False
-    #: Cluster-scoped (ResourceSlices): no namespace in the path or the metadata.
-    cluster_scoped: bool = False
+    #: Cluster-scoped kinds (nodes, CSRs, ResourceSlices) live outside namespaces (stored
+    #: under ""): no namespace in the path or the metadata.
+    namespaced: bool = True
+    #: Subresources served besides the main resource (``status``, ``approval``).
+    subresources: frozenset[str] = frozenset()
 
     @property
     def api_version(self) -> str:
@@ -88,6 +91,7 @@ PODS = Kind(
         "status.nominatedNodeName",
     },
     returns_deleted=True,
+    subresources=frozenset({"status"}),
 )
 EVENTS = Kind(
     "events",
@@ -124,9 +128,19 @@ RESOURCESLICES = Kind(
     "v1",
     "ResourceSlice",
     frozenset({"metadata.name", "spec.nodeName", "spec.driver"}),
-    cluster_scoped=True,
+    namespaced=False,
 )
-_ALL_KINDS = (PODS, EVENTS, NADS, RESOURCECLAIMS, RESOURCESLICES)
+CSRS = Kind(
+    "certificatesigningrequests",
+    "certificates.k8s.io",
+    "v1",
+    "CertificateSigningRequest",
+    frozenset({"metadata.name", "spec.signerName"}),
+    namespaced=False,
+    subresources=frozenset({"status", "approval"}),
+)
+NODES = Kind("nodes", "", "v1", "Node", frozenset({"metadata.name"}), namespaced=False)
+_ALL_KINDS = (PODS, EVENTS, NADS, RESOURCECLAIMS, RESOURCESLICES, CSRS, NODES)
 KINDS = {k.plural: k for k in _ALL_KINDS}
 KINDS_BY_KIND = {k.kind: k for k in _ALL_KINDS}
 
@@ -264,10 +278,10 @@ class Store:
         if validate:
             _validate_new(kind, ns, obj)
         obj["apiVersion"], obj["kind"] = kind.api_version, kind.kind
-        if kind.cluster_scoped:
-            meta.pop("namespace", None)
-        else:
+        if kind.namespaced:
             meta["namespace"] = ns
+        else:
+            meta.pop("namespace", None)
         meta["uid"] = meta.get("uid") if not validate and meta.get("uid") else str(uuid.uuid4())
         meta.setdefault("creationTimestamp", now_rfc3339())
         if kind is PODS and (validate or not obj.get("status")):

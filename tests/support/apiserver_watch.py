@@ -94,7 +94,7 @@ def watch_event(
     change: Change, ns: str | None, match: Callable[[Obj], bool]
 ) -> tuple[str, Obj] | None:
     """How a change shows in a filtered watch: moving into the selection is ADDED, out DELETED."""
-    if ns is not None and change.obj["metadata"].get("namespace") != ns:
+    if ns is not None and change.obj["metadata"].get("namespace", "") != ns:
         return None
     now_in = match(change.obj)
     was_in = change.old is not None and match(change.old)

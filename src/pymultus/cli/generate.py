@@ -5,6 +5,12 @@
 is Go's thin entrypoint: it writes ``00-multus.conf(list)`` with the primary inside
 ``delegates`` and, in a pod, ``multus.d/multus.kubeconfig`` from its service account; with
 ``--watch`` it keeps both current (token rotation, primary changes) and never deletes them.
+
+``--per-node-cert-dir`` with ``--bootstrap-kubeconfig`` is Go's ``kubeconfig_generator``
+with per-node certificates: the kubeconfig names the node's own certificate
+(``<dir>/multus-client-current.pem``, CN ``system:multus:$MULTUS_NODE_NAME``) instead of the
+service-account token; it is requested first, and with ``--watch`` rotated like the daemon's.
+The directory must be at the same path on the host, where the thin plugin reads it.
 """
 
 from __future__ import annotations
@@ -21,13 +27,15 @@ from rich.console import Console
 
 from pymultus.cli.admin import PluginType
 from pymultus.cni.errors import CniError
-from pymultus.config.daemon import parse_daemon_conf
+from pymultus.config.daemon import DEFAULT_CERT_DURATION_S, parse_daemon_conf, parse_go_duration
 from pymultus.config.generator import (
     generate_shim_config,
     generate_thin_config,
     service_account_kubeconfig,
 )
 from pymultus.daemon.confmanager import find_primary, write_if_changed
+from pymultus.daemon.credentials import NODE_NAME_ENV
+from pymultus.k8s.certmanager import CertManager, CertSettings
 
 console = Console(stderr=True)
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -62,10 +70,29 @@ def _kubeconfig(conf_dir: str) -> bytes | None:
     return data
 
 
-def _thin_once(autoconfig_dir: str, conf_dir: str, kubeconfig_host: str, version: str) -> str:
+def _per_node(conf_dir: str, cert_dir: str, bootstrap: str, duration: str) -> CertManager:
+    """The node's certificate (requested now unless a valid one is there), and the thin
+    plugin's kubeconfig naming it."""
+    seconds = (
+        parse_go_duration(duration, field="--cert-duration")
+        if duration
+        else DEFAULT_CERT_DURATION_S
+    )
+    node = os.environ.get(NODE_NAME_ENV, "")
+    manager = CertManager(CertSettings(node, bootstrap, cert_dir, seconds))
+    manager.ensure()
+    os.makedirs(os.path.join(conf_dir, "multus.d"), exist_ok=True)
+    target = os.path.join(conf_dir, "multus.d", "multus.kubeconfig")
+    write_if_changed(target, Path(manager.kubeconfig_path).read_bytes(), 0o600)
+    return manager
+
+
+def _thin_once(
+    autoconfig_dir: str, conf_dir: str, kubeconfig_host: str, version: str, *, per_node: bool
+) -> str:
     primary = _primary(autoconfig_dir)
     os.makedirs(os.path.join(conf_dir, "multus.d"), exist_ok=True)
-    kube = _kubeconfig(conf_dir) or b""
+    kube = b"" if per_node else _kubeconfig(conf_dir) or b""
     name, data = generate_thin_config(
         Path(primary).read_bytes(),
         primary_path=primary,
@@ -91,6 +118,13 @@ def generate_config(
         str, typer.Option(help="thin: cniVersion (default: the primary's)")
     ] = "",
     watch: Annotated[bool, typer.Option(help="thin: keep the files current, every second")] = False,
+    per_node_cert_dir: Annotated[
+        str | None, typer.Option(help="thin: use a per-node certificate kept in this directory")
+    ] = None,
+    bootstrap_kubeconfig: Annotated[
+        str, typer.Option(help="thin, per-node: credentials that may request the certificate")
+    ] = "",
+    cert_duration: Annotated[str, typer.Option(help="thin, per-node: lifetime (Go)")] = "10m",
 ) -> None:
     """Print (thick) or write (thin) the generated Multus config."""
     try:
@@ -98,11 +132,19 @@ def generate_config(
             _thick(daemon_config, multus_autoconfig_dir)
             return
         source = multus_autoconfig_dir or cni_conf_dir
-        seen = _thin_once(source, cni_conf_dir, multus_kubeconfig_file_host, cni_version)
+        per_node = per_node_cert_dir is not None
+        if per_node_cert_dir is not None:
+            manager = _per_node(
+                cni_conf_dir, per_node_cert_dir, bootstrap_kubeconfig, cert_duration
+            )
+            if watch:
+                manager.start()  # rotates; the kubeconfig names the current pair
+        args = (source, cni_conf_dir, multus_kubeconfig_file_host, cni_version)
+        seen = _thin_once(*args, per_node=per_node)
         console.print(f"wrote the thin config in {cni_conf_dir}")
         while watch:
             time.sleep(1.0)
-            now = _thin_once(source, cni_conf_dir, multus_kubeconfig_file_host, cni_version)
+            now = _thin_once(*args, per_node=per_node)
             if now != seen:
                 console.print("primary config or service-account token changed: rewritten")
                 seen = now

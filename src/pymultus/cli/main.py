@@ -7,7 +7,7 @@ import sys
 import typer
 
 from pymultus import __version__
-from pymultus.cli import admin, cni_cmd, demo, generate, validate
+from pymultus.cli import admin, cert_approver, cni_cmd, demo, generate, validate
 
 app = typer.Typer(
     help="pymultus: Multus, the Kubernetes multi-network CNI plugin, in Python.",
@@ -24,6 +24,7 @@ app.command()(admin.uninstall)
 app.command()(admin.status)
 app.command()(admin.daemon)
 app.command("generate-config")(generate.generate_config)
+app.command("cert-approver")(cert_approver.cert_approver)
 app.add_typer(admin.cache_app, name="cache")
 
 

@@ -46,6 +46,7 @@ from pymultus.core.deps import Deps
 from pymultus.daemon import logs
 from pymultus.daemon.cache import WatchCache
 from pymultus.daemon.confmanager import ConfigManager, wait_for_file
+from pymultus.daemon.credentials import NODE_NAME_ENV, follow_rotations, per_node_certificates
 from pymultus.daemon.delegate_api import DelegateHandler
 from pymultus.daemon.events import BackgroundEvents
 from pymultus.daemon.executor import DEFAULT_DELEGATE_LIMIT, LimitedExecutor
@@ -54,6 +55,7 @@ from pymultus.daemon.metrics import Metrics
 from pymultus.daemon.server import Health, HttpServer, daemon_routes, metrics_routes
 from pymultus.daemon.slices import CachedDra
 from pymultus.daemon.watch import async_client_factory
+from pymultus.k8s.certmanager import CertManager
 from pymultus.k8s.client import KubeApi, load_client
 from pymultus.k8s.dra_api import ApiDra
 from pymultus.k8s.sources import ApiEvents, ApiNads, ApiPods, ApiStatus
@@ -72,8 +74,6 @@ DEFAULT_WORKERS = 64
 
 #: Go's wait for the informers' first lists (row 58).
 CACHE_SYNC_TIMEOUT = 20.0
-#: The node whose pods the cache holds (set from the downward API in the DaemonSet).
-NODE_NAME_ENV = "MULTUS_NODE_NAME"
 
 # Go's exit codes: config or readiness wait; config manager; listener.
 EXIT_CONFIG = 1
@@ -90,6 +90,7 @@ class Sources:
 
     deps: Deps
     cache: WatchCache | None = None
+    certs: CertManager | None = None  # perNodeCertificate: started with the daemon
 
 
 def build_deps(conf: DaemonConf, *, kubeconfig: str | None, executor: Executor) -> Sources:
@@ -104,10 +105,15 @@ def build_deps(conf: DaemonConf, *, kubeconfig: str | None, executor: Executor) 
     deps = Deps(
         executor=executor, append_runtime_args=False, plugin_timeout=conf.delegate_timeout_s
     )
+    certs = per_node_certificates(conf, kubeconfig)
+    if certs is not None:
+        kubeconfig = certs.kubeconfig_path
     client = load_client(kubeconfig)
     if client is None:
         return Sources(deps)
     api = KubeApi(client)
+    if certs is not None:
+        follow_rotations(certs, api)
     events = BackgroundEvents(ApiEvents(api))  # never on the ADD's critical path
     events.start()
     deps.status, deps.events = ApiStatus(api), events
@@ -116,11 +122,11 @@ def build_deps(conf: DaemonConf, *, kubeconfig: str | None, executor: Executor) 
     if factory is None:
         log.error("%s is not set: no watch cache, every lookup asks the API", NODE_NAME_ENV)
         deps.pods, deps.nads, deps.dra = ApiPods(api), ApiNads(api), ApiDra(api)
-        return Sources(deps)
+        return Sources(deps, certs=certs)
     cache = WatchCache(factory, node_name=node, live_api=api)
     deps.pods = deps.nads = cache
     deps.dra = CachedDra(api, cache=cache.slices)
-    return Sources(deps, cache)
+    return Sources(deps, cache, certs)
 
 
 @dataclass
@@ -264,7 +270,11 @@ def build_daemon(conf: DaemonConf, kubeconfig: str | None) -> tuple[Daemon, Watc
     if conf.enable_pprof:
         log.info("enablePprof has no meaning for pymultus; ignored")
     sources = build_deps(conf, kubeconfig=kubeconfig, executor=executor)
-    return Daemon(conf, sources.deps, metrics), sources.cache
+    daemon = Daemon(conf, sources.deps, metrics)
+    if sources.certs is not None:
+        sources.certs.start()
+        daemon.on_shutdown.append(functools.partial(asyncio.to_thread, sources.certs.stop))
+    return daemon, sources.cache
 
 
 async def run(conf: DaemonConf, kubeconfig: str | None) -> int:

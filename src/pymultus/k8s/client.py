@@ -32,7 +32,7 @@ import os
 import ssl
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -262,6 +262,31 @@ class KubeApi:
         self._lock = threading.Lock()
         #: False once the API refused a PATCH of pods/status (403): GET + PUT from then on.
         self._status_patch = True
+        #: Called when the API answers 401 (per-node certificates rotate then).
+        self.on_unauthorized: Callable[[], None] | None = None
+        self._retired: lightkube.Client | None = None
+
+    def use_client(self, client: lightkube.Client) -> None:
+        """Send every later request through ``client`` (new credentials). The client it
+        replaces may still be in use by requests in flight: it is closed one swap later."""
+        with self._lock:
+            retired, self._retired, self._client = self._retired, self._client, client
+        if retired is not None:
+            retired.close()
+
+    def close(self) -> None:
+        """Close the client, and the one it replaced if any."""
+        with self._lock:
+            clients = [c for c in (self._retired, self._client) if c is not None]
+            self._retired = None
+        for client in clients:
+            client.close()
+
+    def _failed(self, exc: BaseException, action: str) -> CniError:
+        """``map_api_error`` for this server, telling ``on_unauthorized`` about a 401."""
+        if http_status(exc) == 401 and self.on_unauthorized is not None:
+            self.on_unauthorized()
+        return map_api_error(exc, server=self.server, action=action)
 
     @property
     def client(self) -> lightkube.Client:
@@ -300,8 +325,8 @@ class KubeApi:
                         continue
                     return None
                 if not is_transient(e):
-                    raise map_api_error(e, server=self.server, action=f"get pod {ref}") from e
-                last = map_api_error(e, server=self.server, action=f"get pod {ref}")
+                    raise self._failed(e, f"get pod {ref}") from e
+                last = self._failed(e, f"get pod {ref}")
                 last.__cause__ = e
                 continue
             return pod
@@ -343,7 +368,7 @@ class KubeApi:
                     return False
                 if status not in _PATCH_FALLBACK:
                     action = f"set annotation {key} on pod {ref}"
-                    raise map_api_error(e, server=self.server, action=action) from e
+                    raise self._failed(e, action) from e
                 if status == 403:
                     self._status_patch = False
                     log.warning("PATCH of pods/status refused (403): using GET + PUT from now on")
@@ -379,7 +404,7 @@ class KubeApi:
                     continue
                 if status == 404:
                     return False
-                raise map_api_error(e, server=self.server, action=action) from e
+                raise self._failed(e, action) from e
             return True
         raise CniError(
             f"{action}: still conflicting after {STATUS_WRITE_TRIES} tries", pod=str(ref)
@@ -396,7 +421,7 @@ class KubeApi:
         except API_ERRORS as e:
             with self._lock:
                 self.events_failed += 1
-            err = map_api_error(e, server=self.server, action=f"create event {reason} on {ref}")
+            err = self._failed(e, f"create event {reason} on {ref}")
             log.warning("%s", err)
 
     def _get(
@@ -407,7 +432,7 @@ class KubeApi:
         except API_ERRORS as e:
             if http_status(e) == 404:
                 return None
-            raise map_api_error(e, server=self.server, action=action) from e
+            raise self._failed(e, action) from e
 
     def _get_or_raise(
         self, res: type[RawPod | NetworkAttachmentDefinition], ns: str, name: str
