@@ -7,7 +7,7 @@ import sys
 import typer
 
 from pymultus import __version__
-from pymultus.cli import admin, cni_cmd, demo, generate, validate
+from pymultus.cli import admin, cni_cmd, demo, generate, validate, webhook
 
 app = typer.Typer(
     help="pymultus: Multus, the Kubernetes multi-network CNI plugin, in Python.",
@@ -25,6 +25,7 @@ app.command()(admin.status)
 app.command()(admin.daemon)
 app.command("generate-config")(generate.generate_config)
 app.add_typer(admin.cache_app, name="cache")
+app.command("webhook")(webhook.webhook)
 
 
 @app.command()
