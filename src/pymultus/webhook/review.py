@@ -117,10 +117,10 @@ def decode_review(body: bytes) -> AdmissionRequest:
     check_depth(body)
     try:
         envelope = msgspec.json.decode(body, type=_Envelope)
+    except msgspec.ValidationError as err:  # a subclass of DecodeError: first
+        raise MalformedReview(f"body: not an AdmissionReview: {err}") from err
     except msgspec.DecodeError as err:
         raise MalformedReview(f"body: not valid JSON: {err}") from err
-    except msgspec.ValidationError as err:
-        raise MalformedReview(f"body: not an AdmissionReview: {err}") from err
     if envelope.apiVersion != API_VERSION or envelope.kind != KIND:
         raise MalformedReview(_wrong_type(envelope))
     if bytes(envelope.request) == b"null":
