@@ -16,6 +16,7 @@ from pymultus.config.daemon import parse_daemon_conf
 from pymultus.config.multus import MultusConf, parse_multus_conf
 from pymultus.k8s.client import KubeApi, load_client
 from pymultus.webhook.app import Webhook, WebhookMetrics
+from pymultus.webhook.nads import RememberFound
 from pymultus.webhook.server import DEFAULT_PORT, POLL_INTERVAL, WebhookServer
 from pymultus.webhook.tls import ReloadingTls
 
@@ -62,7 +63,7 @@ def build(options: Options) -> WebhookServer:
         log.warning("no kubeconfig and not in a cluster: NAD existence is not checked")
     webhook = Webhook(
         rules_conf(options.config),
-        KubeApi(client) if client is not None else None,
+        RememberFound(KubeApi(client)) if client is not None else None,
         WebhookMetrics(),
     )
     tls = ReloadingTls(options.cert_file, options.key_file)
