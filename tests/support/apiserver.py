@@ -2,7 +2,9 @@
 
 No kube-apiserver can run here, so tests talk to this one. It serves what pymultus uses,
 with the real server's observable rules (see ``apiserver_store``): core/v1 pods (with
-``pods/status``), core/v1 events, and ``k8s.cni.cncf.io/v1`` network-attachment-definitions,
+``pods/status``), core/v1 events and secrets, cluster-scoped
+``admissionregistration.k8s.io/v1`` validatingwebhookconfigurations, and
+``k8s.cni.cncf.io/v1`` network-attachment-definitions,
 each with get, list (field/label selectors, ``limit``/``continue``), create, replace, merge
 patch, delete and watch (newline-delimited JSON events, bookmarks, ``timeoutSeconds``, an
 ERROR event with a 410 Expired Status for a resourceVersion older than the compaction).
@@ -228,7 +230,8 @@ class StandInApiServer:
         a uid is assigned, and watches get the event. Returns the stored object.
         """
         kind = st.KINDS_BY_KIND[obj["kind"]]
-        obj = {**obj, "metadata": {"namespace": "default", **obj.get("metadata", {})}}
+        if not kind.cluster_scoped:
+            obj = {**obj, "metadata": {"namespace": "default", **obj.get("metadata", {})}}
         return self.store.put(kind, obj)
 
     def get_object(self, resource: str, namespace: str, name: str) -> Obj | None:
@@ -353,6 +356,12 @@ class _Handler(BaseHTTPRequestHandler):
         if m is None or kind is None or (m["group"] or "") != kind.group:
             raise ApiStatus(404, "NotFound", "the server could not find the requested resource", {})
         ns, name, sub = m["ns"], m["name"], m["sub"]
+        if kind.cluster_scoped:
+            if ns is not None:
+                raise ApiStatus(
+                    404, "NotFound", "the server could not find the requested resource", {}
+                )
+            ns = ""
         if (sub and (sub != "status" or kind is not st.PODS)) or (name and ns is None):
             raise ApiStatus(404, "NotFound", "the server could not find the requested resource", {})
         if name is None:

@@ -57,6 +57,8 @@ class Kind:
     unconditional_update: bool = True
     #: Pods answer DELETE with the object; the generic registry answers with a Status.
     returns_deleted: bool = False
+    #: Cluster-scoped objects have no namespace (stored under namespace "").
+    cluster_scoped: bool = False
 
     @property
     def api_version(self) -> str:
@@ -113,8 +115,19 @@ NADS = Kind(
     typed_list_items=True,
     unconditional_update=False,
 )
-KINDS = {k.plural: k for k in (PODS, EVENTS, NADS)}
-KINDS_BY_KIND = {k.kind: k for k in (PODS, EVENTS, NADS)}
+#: For ``pymultus webhook-certs``: the Secret it writes, the configuration it patches.
+SECRETS = Kind("secrets", "", "v1", "Secret", _META_FIELDS | {"type"})
+VALIDATING_WEBHOOK_CONFIGURATIONS = Kind(
+    "validatingwebhookconfigurations",
+    "admissionregistration.k8s.io",
+    "v1",
+    "ValidatingWebhookConfiguration",
+    frozenset({"metadata.name"}),
+    cluster_scoped=True,
+)
+_ALL_KINDS = (PODS, EVENTS, NADS, SECRETS, VALIDATING_WEBHOOK_CONFIGURATIONS)
+KINDS = {k.plural: k for k in _ALL_KINDS}
+KINDS_BY_KIND = {k.kind: k for k in _ALL_KINDS}
 
 
 class ApiStatus(Exception):
@@ -250,7 +263,10 @@ class Store:
         if validate:
             _validate_new(kind, ns, obj)
         obj["apiVersion"], obj["kind"] = kind.api_version, kind.kind
-        meta["namespace"] = ns
+        if kind.cluster_scoped:
+            meta.pop("namespace", None)
+        else:
+            meta["namespace"] = ns
         meta["uid"] = meta.get("uid") if not validate and meta.get("uid") else str(uuid.uuid4())
         meta.setdefault("creationTimestamp", now_rfc3339())
         if kind is PODS and (validate or not obj.get("status")):
@@ -376,8 +392,10 @@ def _merge_update(kind: Kind, cur: Obj, body: Obj, *, status: bool) -> Obj:
     new = _clone(body)
     new["apiVersion"], new["kind"] = kind.api_version, kind.kind
     meta = new.setdefault("metadata", {})
+    meta.pop("namespace", None)
     for key in ("name", "namespace", "uid", "creationTimestamp", "resourceVersion"):
-        meta[key] = cur["metadata"][key]
+        if key in cur["metadata"]:
+            meta[key] = cur["metadata"][key]
     for key in ("deletionTimestamp", "deletionGracePeriodSeconds"):
         if key in cur["metadata"]:
             meta[key] = cur["metadata"][key]

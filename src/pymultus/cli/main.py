@@ -26,6 +26,7 @@ app.command()(admin.daemon)
 app.command("generate-config")(generate.generate_config)
 app.add_typer(admin.cache_app, name="cache")
 app.command("webhook")(webhook.webhook)
+app.command("webhook-certs")(webhook.webhook_certs)
 
 
 @app.command()

@@ -39,3 +39,38 @@ def webhook(
         _err.print(Text(f"pymultus webhook: {exc}", style="red"))
         raise typer.Exit(1) from None
     serve(server)
+
+
+def webhook_certs(
+    *,
+    namespace: Annotated[str, typer.Option(help="namespace of the webhook's Service and Secret")],
+    service: Annotated[str, typer.Option(help="the webhook's Service")],
+    secret: Annotated[str, typer.Option(help="Secret to hold the CA and serving pair")],
+    webhook_config: Annotated[str, typer.Option(help="ValidatingWebhookConfiguration to patch")],
+    kubeconfig: Annotated[str | None, typer.Option(help="kubeconfig (else in-cluster)")] = None,
+) -> None:
+    """Create or renew a self-signed CA and serving certificate for the webhook (clusters
+    without cert-manager) and put the CA into the webhook configuration's caBundle."""
+    import datetime  # noqa: PLC0415
+
+    from pymultus.k8s.client import load_client  # noqa: PLC0415
+    from pymultus.webhook.certs import Target, ensure  # noqa: PLC0415
+
+    target = Target(namespace, service, secret, webhook_config)
+    try:
+        client = load_client(kubeconfig)
+        if client is None:
+            raise typer.BadParameter(
+                "no --kubeconfig and not in a cluster", param_hint="kubeconfig"
+            )
+        with client:
+            outcome = ensure(client, target, datetime.datetime.now(datetime.UTC))
+    except CniError as exc:
+        _err.print(Text(f"pymultus webhook-certs: {exc}", style="red"))
+        raise typer.Exit(1) from None
+    done = [
+        "new CA" if outcome.new_ca else "",
+        "new serving certificate" if outcome.new_serving else "",
+        "caBundle updated" if outcome.ca_bundle_patched else "",
+    ]
+    Console().print(Text(", ".join(d for d in done if d) or "certificates are current"))
