@@ -83,7 +83,9 @@ def test_certificate_objects_agree() -> None:
     d = docs()
     cert = d[("Certificate", "pymultus-webhook")]
     volumes = d[("Deployment", "pymultus-webhook")]["spec"]["template"]["spec"]["volumes"]
-    assert {"secret": {"secretName": cert["spec"]["secretName"]}, "name": "tls"} in volumes
+    (tls,) = [v for v in volumes if v["name"] == "tls"]
+    assert tls["secret"]["secretName"] == cert["spec"]["secretName"]
+    assert {i["key"] for i in tls["secret"]["items"]} == {"tls.crt", "tls.key"}  # no CA key
     assert f"pymultus-webhook.{NAMESPACE}.svc" in cert["spec"]["dnsNames"]
     vwc = d[("ValidatingWebhookConfiguration", "pymultus-webhook")]
     injected = vwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
