@@ -114,7 +114,7 @@ def resource_name_problem(value: Any) -> str:
 
 def check_nad_config(config: str, status_name: str, nad_name: str) -> None:
     """``spec.config`` loaded as ADD loads it, then what ADD finds only at exec time."""
-    raw = config.encode()
+    raw = config.encode("utf-8", "surrogatepass")  # a lone surrogate: the decoder refuses it
     obj = netconf.decode_object(raw, "the CNI config")
     if not obj.get("name"):
         raw = netconf.inject(raw, name=nad_name or "placeholder")
@@ -180,6 +180,9 @@ def judge_pod(req: AdmissionRequest, conf: MultusConf, nads: NadLookup | None) -
             sel = parse_default_network_annotation(default, conf.multus_namespace)
         except InvalidConfigError as err:
             return deny(err.msg, INVALID_DEFAULT_NETWORK)
+        except UnicodeError:
+            where = DEFAULT_NETWORK_ANNOTATION
+            return deny(f"{where}: is not valid UTF-8 text", INVALID_DEFAULT_NETWORK)
         selected.append((DEFAULT_NETWORK_ANNOTATION, sel))
     warnings = missing_nads(selected, nads) if nads is not None else ()
     return Verdict(True, warnings=warnings)
@@ -195,6 +198,8 @@ def _selections(
         check_gateways(selections)
     except InvalidConfigError as err:
         return deny(err.msg, INVALID_NETWORKS)
+    except UnicodeError:  # a lone surrogate (never from the API server, which is Go)
+        return deny(f"{NETWORKS_ANNOTATION}: is not valid UTF-8 text", INVALID_NETWORKS)
     located = [(f"{NETWORKS_ANNOTATION}[{i}]", sel) for i, sel in enumerate(selections)]
     for where, sel in located:
         try:

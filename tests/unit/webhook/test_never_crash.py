@@ -12,7 +12,13 @@ from hypothesis import strategies as st
 from tests.unit.k8s.test_selection import _json_values as json_values
 
 from pymultus.webhook.main import rules_conf
-from pymultus.webhook.review import MalformedReview, Verdict, decode_review
+from pymultus.webhook.review import (
+    AdmissionRequest,
+    GroupVersionKind,
+    MalformedReview,
+    Verdict,
+    decode_review,
+)
 from pymultus.webhook.rules import judge
 
 CONF = rules_conf(None)
@@ -73,6 +79,23 @@ def test_any_shape_of_object_is_judged_or_refused(obj: Any, kind: dict[str, str]
 @given(body=st.binary(max_size=200) | JSON.map(lambda v: json.dumps(v).encode()))
 def test_any_body_is_decoded_or_refused(body: bytes) -> None:
     verdict_of(body)
+
+
+@pytest.mark.parametrize(
+    ("annotation", "value"),
+    [
+        ("k8s.v1.cni.cncf.io/networks", "macvlan@\ud800"),
+        ("v1.multus-cni.io/default-network", "macvlan@\ud800"),
+        ("k8s.v1.cni.cncf.io/networks", '[{"name": "a", "interface": "\ud800"}]'),
+    ],
+)
+def test_lone_surrogates_are_denied(annotation: str, value: str) -> None:
+    """What a JSON ``\\ud800`` escape decodes to (Go's API server never sends one)."""
+    obj = {"metadata": {"annotations": {annotation: value}}}
+    kind = GroupVersionKind("Pod", "", "v1")
+    verdict = judge(AdmissionRequest("u", kind, "CREATE", "ns", object=obj), CONF, None)
+    assert not verdict.allowed
+    assert verdict.message.startswith(annotation)
 
 
 @pytest.mark.parametrize(
