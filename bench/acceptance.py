@@ -11,6 +11,8 @@ from bench.load import LoadResult
 from bench.memory import Rss
 from bench.reference import GO_ADD, GO_LOAD_30x4, go_ratio, go_value
 from bench.startup import Startup
+from bench.webhook import MAX_P99_MS as MAX_WEBHOOK_P99_MS
+from bench.webhook import WebhookResult
 
 MAX_OVERHEAD_MS = 15.0
 OVERHEAD_COUNTS = (0, 1, 2, 4)
@@ -39,6 +41,7 @@ class Run:
     startup: Startup
     memory: list[Rss]
     leftovers: list[str] = field(default_factory=list)
+    webhook: WebhookResult | None = None
 
 
 def checks(run: Run) -> list[Check]:
@@ -57,7 +60,19 @@ def checks(run: Run) -> list[Check]:
             f"{len(run.leftovers)} left",
             not run.leftovers,
         ),
+        *([webhook_check(run.webhook)] if run.webhook is not None else []),
     ]
+
+
+def webhook_check(result: WebhookResult) -> Check:
+    """Issue #13: a pod with 8 networks reviewed in under 10 ms at p99, over 1,000 reviews."""
+    return Check(
+        f"webhook review p99, pod with {result.networks} networks, {result.reviews} reviews "
+        "(issue #13)",
+        f"< {MAX_WEBHOOK_P99_MS:g} ms, all allowed",
+        f"{result.latency.p99:.2f} ms, {result.allowed} allowed",
+        result.latency.p99 < MAX_WEBHOOK_P99_MS and result.allowed == result.reviews,
+    )
 
 
 def ratio(matrix: Matrix, mode: str, command: str, n: int) -> float:

@@ -11,6 +11,7 @@ from bench.latency import MATRIX_MODES, Matrix
 from bench.load import CPU_WHO, LOAD_NETWORKS, REPEATS, THIN_MAX_PODS, LoadResult
 from bench.reference import GO_ADD, GO_DEL, GO_SHIM_START_MS, GO_LOAD_30x4, go_ratio, go_value
 from bench.stats import Summary, kinds_text
+from bench.webhook import WebhookResult
 
 _GO_START = "loopback VERSION (Go plugin)"
 LATENCY_PNG = "perf/latency.png"
@@ -27,6 +28,7 @@ def render(run: Run, *, meta: Mapping[str, str], machine: Mapping[str, str]) -> 
         _api(run.matrix),
         _memory(run),
         _startup(run),
+        *([_webhook(run.webhook)] if run.webhook is not None else []),
         _method(run.matrix),
     ]
     return "\n\n".join(parts) + "\n"
@@ -243,6 +245,20 @@ def _startup(run: Run) -> str:
         + f"\n\nImports of one thin ADD take {s.thin_imports_ms:.0f} ms in all "
         f"(`PYTHONPROFILEIMPORTTIME`); the largest, with what they pull in (ms): {tops}. "
         f"The shim's imports take {s.shim_imports_ms:.1f} ms."
+    )
+
+
+def _webhook(result: WebhookResult) -> str:
+    s = result.latency
+    row = [str(result.reviews), str(result.networks)]
+    row += [f"{v:.2f}" for v in (s.median, s.p90, s.p99, s.high)]
+    return (
+        "## Admission webhook\n\n`pymultus webhook` in a process of its own, the stand-in API "
+        f"server holding the {result.networks} NADs the pod names; {result.reviews} reviews "
+        "(after 20 not counted) over one kept-alive TLS connection, as the API server sends "
+        "them, each timed from request written to answer read, ms (`python bench/webhook.py` "
+        "measures it alone).\n\n"
+        + _table(["reviews", "networks", "median", "p90", "p99", "max"], [row])
     )
 
 

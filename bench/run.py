@@ -24,6 +24,8 @@ from bench.acceptance import Run, checks  # noqa: E402
 from bench.latency import run_matrix  # noqa: E402
 from bench.load import run_load  # noqa: E402
 from bench.startup import machine, measure_startup  # noqa: E402
+from bench.webhook import describe as describe_webhook  # noqa: E402
+from bench.webhook import measure as measure_webhook  # noqa: E402
 from bench.world import World  # noqa: E402
 from pymultus import __version__  # noqa: E402
 
@@ -45,6 +47,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a short run (under a minute)")
     parser.add_argument("--rounds", type=int, help="latency rounds (default 15, quick 2)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs", help="report directory")
+    parser.add_argument(
+        "--webhook-only", action="store_true", help="only the admission webhook case, printed"
+    )
     return parser.parse_args(argv)
 
 
@@ -79,11 +84,16 @@ def measure(plan: Plan) -> Run:
         log("memory ...")
         full = memory.measure_full(world)
         leftovers = world.leftover_allocations()
-    return Run(matrix, load, startup, [idle, after, full], leftovers)
+    log("webhook ...")
+    webhook = measure_webhook()
+    return Run(matrix, load, startup, [idle, after, full], leftovers, webhook)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.webhook_only:  # needs no root
+        log(describe_webhook(measure_webhook()))
+        return 0
     if os.geteuid() != 0:
         print("bench: needs root (network namespaces); run it as root", file=sys.stderr)
         return 2

@@ -2,9 +2,11 @@
 
 No kube-apiserver can run here, so tests talk to this one. It serves what pymultus uses,
 with the real server's observable rules (see ``apiserver_store``): core/v1 pods (with
-``pods/status``), core/v1 events, and ``k8s.cni.cncf.io/v1`` network-attachment-definitions,
-``resource.k8s.io/v1`` resourceclaims and (cluster-scoped) resourceslices (DRA; a pod's
-``status.resourceClaimStatuses`` is whatever ``put_object`` stored),
+``pods/status``), core/v1 events and secrets, cluster-scoped
+``admissionregistration.k8s.io/v1`` validatingwebhookconfigurations, ``k8s.cni.cncf.io/v1``
+network-attachment-definitions, ``resource.k8s.io/v1`` resourceclaims and (cluster-scoped)
+resourceslices (DRA; a pod's ``status.resourceClaimStatuses`` is whatever ``put_object``
+stored),
 each with get, list (field/label selectors, ``limit``/``continue``), create, replace, merge
 patch, delete and watch (newline-delimited JSON events, bookmarks, ``timeoutSeconds``, an
 ERROR event with a 410 Expired Status for a resourceVersion older than the compaction).

@@ -140,7 +140,27 @@ CSRS = Kind(
     subresources=frozenset({"status", "approval"}),
 )
 NODES = Kind("nodes", "", "v1", "Node", frozenset({"metadata.name"}), namespaced=False)
-_ALL_KINDS = (PODS, EVENTS, NADS, RESOURCECLAIMS, RESOURCESLICES, CSRS, NODES)
+#: For ``pymultus webhook-certs``: the Secret it writes, the configuration it patches.
+SECRETS = Kind("secrets", "", "v1", "Secret", _META_FIELDS | {"type"})
+VALIDATING_WEBHOOK_CONFIGURATIONS = Kind(
+    "validatingwebhookconfigurations",
+    "admissionregistration.k8s.io",
+    "v1",
+    "ValidatingWebhookConfiguration",
+    frozenset({"metadata.name"}),
+    namespaced=False,
+)
+_ALL_KINDS = (
+    PODS,
+    EVENTS,
+    NADS,
+    RESOURCECLAIMS,
+    RESOURCESLICES,
+    CSRS,
+    NODES,
+    SECRETS,
+    VALIDATING_WEBHOOK_CONFIGURATIONS,
+)
 KINDS = {k.plural: k for k in _ALL_KINDS}
 KINDS_BY_KIND = {k.kind: k for k in _ALL_KINDS}
 
@@ -407,6 +427,7 @@ def _merge_update(kind: Kind, cur: Obj, body: Obj, *, status: bool) -> Obj:
     new = _clone(body)
     new["apiVersion"], new["kind"] = kind.api_version, kind.kind
     meta = new.setdefault("metadata", {})
+    meta.pop("namespace", None)
     for key in ("name", "namespace", "uid", "creationTimestamp", "resourceVersion"):
         if key in cur["metadata"]:  # cluster-scoped objects have no namespace
             meta[key] = cur["metadata"][key]

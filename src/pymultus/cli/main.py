@@ -7,7 +7,7 @@ import sys
 import typer
 
 from pymultus import __version__
-from pymultus.cli import admin, cert_approver, cni_cmd, demo, generate, validate
+from pymultus.cli import admin, cert_approver, cni_cmd, demo, generate, validate, webhook
 
 app = typer.Typer(
     help="pymultus: Multus, the Kubernetes multi-network CNI plugin, in Python.",
@@ -26,6 +26,8 @@ app.command()(admin.daemon)
 app.command("generate-config")(generate.generate_config)
 app.command("cert-approver")(cert_approver.cert_approver)
 app.add_typer(admin.cache_app, name="cache")
+app.command("webhook")(webhook.webhook)
+app.command("webhook-certs")(webhook.webhook_certs)
 
 
 @app.command()

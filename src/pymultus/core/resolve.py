@@ -191,12 +191,14 @@ def _remarshalled(raw: bytes) -> bytes:
 def _from_selection(
     sel: NetworkSelection, req: Request, deps: Deps, pod: Pod, devices: DeviceIds
 ) -> Planned:
-    _check_isolation(sel, req.conf, pod)
+    check_isolation(sel, req.conf, pod)
     nad = _get_nad(sel.namespace, sel.name, deps, pod, NETWORKS_ANNOTATION)
     return _from_nad(nad, sel, req.conf, devices)
 
 
-def _check_isolation(sel: NetworkSelection, conf: MultusConf, pod: Pod) -> None:
+def check_isolation(sel: NetworkSelection, conf: MultusConf, pod: Pod) -> None:
+    """``namespaceIsolation``: a pod may use NADs of its own namespace and of the global
+    ones only (also the admission webhook's rule)."""
     if not conf.namespace_isolation or sel.namespace == pod.namespace:
         return
     if sel.namespace in conf.global_namespaces():

@@ -46,6 +46,7 @@ CLUSTER_SCOPED = {
     "ClusterRole",
     "ClusterRoleBinding",
     "ValidatingAdmissionPolicy",
+    "ValidatingWebhookConfiguration",
     "ValidatingAdmissionPolicyBinding",
 }
 #: Kinds newer than the oldest release checked: validated from the release that has them.
@@ -101,6 +102,66 @@ def daemon_container(ds: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- the Kubernetes schemas ----------------------------------------------------------------
+
+
+def _strict(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(required),
+        "additionalProperties": False,
+    }
+
+
+_STRING = {"type": "string"}
+_ISSUER_REF = _strict({"name": _STRING, "kind": _STRING, "group": _STRING}, ("name",))
+_META = {"type": "object"}
+#: cert-manager.io/v1, which kubernetes-validate has no schema for: the fields of its CRDs that
+#: deploy/webhook.yaml uses, strict (cert-manager's CRDs reject unknown fields too).
+CERT_MANAGER_SCHEMAS = {
+    "Issuer": _strict(
+        {
+            "apiVersion": {"const": "cert-manager.io/v1"},
+            "kind": _STRING,
+            "metadata": _META,
+            "spec": _strict(
+                {"selfSigned": _strict({}), "ca": _strict({"secretName": _STRING}, ("secretName",))}
+            ),
+        },
+        ("spec",),
+    ),
+    "Certificate": _strict(
+        {
+            "apiVersion": {"const": "cert-manager.io/v1"},
+            "kind": _STRING,
+            "metadata": _META,
+            "spec": _strict(
+                {
+                    "secretName": _STRING,
+                    "commonName": _STRING,
+                    "dnsNames": {"type": "array", "items": _STRING},
+                    "isCA": {"type": "boolean"},
+                    "duration": {"type": "string", "pattern": "^[0-9]+h$"},
+                    "renewBefore": {"type": "string", "pattern": "^[0-9]+h$"},
+                    "usages": {
+                        "type": "array",
+                        "items": {"enum": ["server auth", "digital signature", "cert sign"]},
+                    },
+                    "privateKey": _strict(
+                        {
+                            "algorithm": {"enum": ["RSA", "ECDSA", "Ed25519"]},
+                            "size": {"type": "integer"},
+                            "rotationPolicy": {"enum": ["Never", "Always"]},
+                        }
+                    ),
+                    "issuerRef": _ISSUER_REF,
+                },
+                ("secretName", "issuerRef"),
+            ),
+        },
+        ("spec",),
+    ),
+}
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
