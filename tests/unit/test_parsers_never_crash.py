@@ -31,6 +31,7 @@ from pymultus.k8s.selection import parse_default_network_annotation, parse_netwo
 from pymultus.k8s.status import parse_network_status
 from pymultus.plugin import passthru
 from pymultus.protocol import wire
+from pymultus.webhook.review import MalformedReview, decode_review
 
 # JSON-ish bytes find deeper paths than random bytes: objects with the keys parsers look for.
 _KEYS = st.sampled_from(
@@ -78,6 +79,9 @@ PARSERS: dict[str, Callable[[bytes], Any]] = {
     "libcni cache": cache.decode,
     "delegate cache": scratch.decode_delegates,
     "annotation": lambda b: parse_networks_annotation(b.decode("utf-8", "replace"), "ns"),
+    "annotation (surrogates)": lambda b: parse_networks_annotation(
+        b.decode("utf-8", "surrogateescape"), "ns"
+    ),
     "network-status": lambda b: parse_network_status(b.decode("utf-8", "replace")),
     "CNI_ARGS": lambda b: parse_cni_args(b.decode("utf-8", "replace")),
     "plugin env": lambda b: parse_plugin_env(
@@ -188,7 +192,15 @@ def _delegate_request(data: bytes) -> Any:
         return None
 
 
+def _admission_review(data: bytes) -> Any:
+    try:
+        return decode_review(data)
+    except MalformedReview:  # the webhook's own error, answered 400
+        return None
+
+
 MORE_PARSERS: dict[str, Callable[[bytes], Any]] = {
+    "admission review": _admission_review,
     "default-network annotation": lambda b: parse_default_network_annotation(
         b.decode("utf-8", "replace"), "kube-system"
     ),
@@ -240,3 +252,9 @@ def test_yaml_bombs_are_refused(name: str, shape: str) -> None:
         assert _too_far(exc), exc
     else:  # validate reports problems instead of raising
         assert any("too" in p.problem for p in outcome.problems), outcome
+
+
+@pytest.mark.parametrize("value", ["a@\ud800", "\udc80", '[{"name":"a","interface":"\\ud800"}]'])
+def test_a_lone_surrogate_is_a_cni_error_naming_the_annotation(value: str) -> None:
+    with pytest.raises(CniError, match="k8s.v1.cni.cncf.io/networks: is not valid"):
+        parse_networks_annotation(value, "ns")

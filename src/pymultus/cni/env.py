@@ -154,7 +154,13 @@ def validate_ifname(value: str, *, field: str = "CNI_IFNAME") -> str:
     """libcni ``ValidateInterfaceName``: the kernel's rules for a link name (net/core/dev.c)."""
     if not value:
         raise InvalidEnvironmentError("interface name is empty", field=field)
-    if len(value.encode("utf-8", "surrogateescape")) > MAX_IFNAME_BYTES:
+    try:
+        encoded = value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate from JSON ("\ud800"): no kernel name
+        raise InvalidEnvironmentError(
+            "interface name is not valid UTF-8", details=repr(value), field=field
+        ) from None
+    if len(encoded) > MAX_IFNAME_BYTES:
         raise InvalidEnvironmentError(
             "interface name is too long",
             details=f"interface name should be less than {MAX_IFNAME_BYTES + 1} characters",

@@ -369,6 +369,10 @@ def _decode_json_list(annotation: str, value: str) -> list[Any]:
 
 def _parse(annotation: str, value: str, namespace: str) -> list[NetworkSelection]:
     limits.check_json(value, field=annotation, max_bytes=limits.MAX_ANNOTATION_BYTES)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:  # lone surrogates: JSON escapes no Kubernetes writes
+        raise _fail(annotation, f"is not valid UTF-8 at character {err.start}") from None
     if any(ch in value for ch in '[{"'):
         items = _decode_json_list(annotation, value)
         selections = [

@@ -9,11 +9,13 @@ server has sent v1 to every webhook that lists it in ``admissionReviewVersions``
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+
+from pymultus.cni import limits
+from pymultus.cni.errors import CniError
 
 API_VERSION = "admission.k8s.io/v1"
 KIND = "AdmissionReview"
@@ -23,10 +25,6 @@ MAX_BODY = 6 * 1024 * 1024
 #: JSON nesting levels. A Pod is about 10 deep; 100 leaves room for any real object and keeps
 #: a hostile body far from the decoder's recursion limit.
 MAX_DEPTH = 100
-
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
-_OPENING = frozenset(b"[{")
 
 
 class MalformedReview(Exception):
@@ -98,23 +96,12 @@ class _ResponseReview(msgspec.Struct, frozen=True):
 _STATUS_REASONS = {400: "BadRequest", 403: "Forbidden"}
 
 
-def check_depth(body: bytes, limit: int = MAX_DEPTH) -> None:
-    """Refuse JSON nested deeper than ``limit`` without decoding it (strings skipped)."""
-    brackets = _STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
-    if len(brackets) <= limit:
-        return
-    depth = 0
-    for char in brackets:
-        depth += 1 if char in _OPENING else -1
-        if depth > limit:
-            raise MalformedReview(f"body: JSON nested deeper than {limit} levels")
-
-
 def decode_review(body: bytes) -> AdmissionRequest:
     """The review's request; ``MalformedReview`` naming what is wrong."""
-    if len(body) > MAX_BODY:
-        raise MalformedReview(f"body: {len(body)} bytes is over the limit of {MAX_BODY} bytes")
-    check_depth(body)
+    try:
+        limits.check_json(body, field="body", max_bytes=MAX_BODY, max_depth=MAX_DEPTH)
+    except CniError as err:
+        raise MalformedReview(err.msg) from err
     try:
         envelope = msgspec.json.decode(body, type=_Envelope)
     except msgspec.ValidationError as err:  # a subclass of DecodeError: first

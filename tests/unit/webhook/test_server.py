@@ -37,12 +37,12 @@ GOOD_REQUEST = json.loads(golden("pod-allowed-comma"))["request"]
 MALFORMED = {
     "not JSON": (b'{"apiVersion": "admission.k8s.io/v1",', "not valid JSON"),
     "not an object": (b"[1, 2, 3]", "not an AdmissionReview"),
-    "deep nesting": (b'{"a":' * 5000 + b"1" + b"}" * 5000, "nested deeper than 100"),
+    "deep nesting": (b'{"a":' * 5000 + b"1" + b"}" * 5000, "body: nested too deep"),
     "deep list in a request": (
         review_with({**GOOD_REQUEST, "object": {"x": "DEEP"}}).replace(
             b'"DEEP"', b"[" * 200 + b"]" * 200
         ),
-        "nested deeper than 100",
+        "body: nested too deep",
     ),
     "no request": (b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}', "request"),
     "no uid": (
