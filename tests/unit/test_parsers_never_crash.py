@@ -256,5 +256,5 @@ def test_yaml_bombs_are_refused(name: str, shape: str) -> None:
 
 @pytest.mark.parametrize("value", ["a@\ud800", "\udc80", '[{"name":"a","interface":"\\ud800"}]'])
 def test_a_lone_surrogate_is_a_cni_error_naming_the_annotation(value: str) -> None:
-    with pytest.raises(CniError, match="k8s.v1.cni.cncf.io/networks: is not valid"):
+    with pytest.raises(CniError, match=r"k8s\.v1\.cni\.cncf\.io/networks: is not valid"):
         parse_networks_annotation(value, "ns")
