@@ -80,6 +80,9 @@ class DaemonConf(msgspec.Struct, frozen=True, kw_only=True):
     pod_dir: str = ""
     status_dir: str = ""
     max_delegate_processes: int | None = None
+    #: ``hotPlug``: the daemon attaches and detaches annotation networks of running pods when
+    #: their selection changes (``daemon.hotplug``). Off by default, as Go Multus.
+    hot_plug: bool = False
 
     @property
     def auto(self) -> bool:
@@ -124,6 +127,7 @@ def parse_daemon_conf(data: bytes) -> DaemonConf:
         pod_dir=typed_field(obj, "podDir", str, ""),
         status_dir=typed_field(obj, "statusDir", str, ""),
         max_delegate_processes=_ranged(obj, "maxDelegateProcesses", 1, None),
+        hot_plug=typed_field(obj, "hotPlug", bool, False),
     )
 
 

@@ -62,6 +62,8 @@ class Deps:
     kubelet_socket: str = KUBELET_SOCKET
     kubelet_checkpoint: str = CHECKPOINT_FILE
     devinfo_root: str = DEVINFO_ROOT
+    #: Keep the per-sandbox attachment record (``core.record``): the daemon with hot-plug on.
+    keep_records: bool = False
     link_exists: Callable[[str, str], bool] = links.link_exists
 
     @property

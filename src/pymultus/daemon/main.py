@@ -42,6 +42,7 @@ from pymultus import __version__
 from pymultus.cni.errors import CniError, IOFailure
 from pymultus.cni.invoke import Executor, SubprocessExecutor
 from pymultus.config.daemon import DEFAULT_CONFIG_PATH, DaemonConf, parse_daemon_conf
+from pymultus.config.multus import DEFAULT_CNI_DIR
 from pymultus.core.deps import Deps
 from pymultus.daemon import logs
 from pymultus.daemon.cache import WatchCache
@@ -50,6 +51,7 @@ from pymultus.daemon.delegate_api import DelegateHandler
 from pymultus.daemon.events import BackgroundEvents
 from pymultus.daemon.executor import DEFAULT_DELEGATE_LIMIT, LimitedExecutor
 from pymultus.daemon.handler import Backend, CniHandler
+from pymultus.daemon.hotplug import HotPlug
 from pymultus.daemon.metrics import Metrics
 from pymultus.daemon.server import Health, HttpServer, daemon_routes, metrics_routes
 from pymultus.daemon.watch import async_client_factory
@@ -99,7 +101,7 @@ def build_deps(conf: DaemonConf, *, kubeconfig: str | None, executor: Executor) 
     node name the API is asked directly on every request (correct, only slower). Delegates
     get only Multus's own K8S args, as from Go's daemon.
     """
-    deps = Deps(executor=executor, append_runtime_args=False)
+    deps = Deps(executor=executor, append_runtime_args=False, keep_records=conf.hot_plug)
     client = load_client(kubeconfig)
     if client is None:
         return Sources(deps)
@@ -142,6 +144,7 @@ class Daemon:
     _server: HttpServer | None = None
     _metrics_server: HttpServer | None = None
     _owns_socket: bool = False  # the socket file is ours to remove
+    backend: Backend | None = None
 
     @property
     def socket_path(self) -> str:
@@ -150,7 +153,7 @@ class Daemon:
     async def start(self) -> None:
         prepare_socket_dir(self.conf.socket_dir, self.socket_path)
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="multus-req")
-        backend = Backend(self.deps, self._pool)
+        backend = self.backend = Backend(self.deps, self._pool)
         routes = daemon_routes(
             CniHandler(self.conf, backend), DelegateHandler(self.conf, backend), self.health
         )
@@ -300,10 +303,23 @@ async def run(conf: DaemonConf, kubeconfig: str | None) -> int:
     except CniError as exc:
         await daemon.shutdown()
         return fatal(conf, EXIT_LISTEN, str(exc))
+    if conf.hot_plug:
+        await start_hotplug(daemon, cache)
     await stop.wait()
     log.info("stopping: readyz now fails, draining requests in flight")
     await daemon.shutdown(remove_socket=exit_code[0] == EXIT_MANAGER)
     return exit_code[0]
+
+
+async def start_hotplug(daemon: Daemon, cache: WatchCache | None) -> None:
+    """Hot-plug needs the watch cache (Kubernetes and ``MULTUS_NODE_NAME``)."""
+    if cache is None or daemon.backend is None:
+        log.error("hotPlug is on but there is no pod watch cache: hot-plug is off")
+        return
+    hotplug = HotPlug(daemon.backend, cache, daemon.conf.cni_dir or DEFAULT_CNI_DIR, daemon.metrics)
+    await hotplug.start()
+    daemon.on_shutdown.insert(0, hotplug.stop)
+    log.info("hot-plug is on")
 
 
 def fatal(conf: DaemonConf, code: int, message: str) -> int:

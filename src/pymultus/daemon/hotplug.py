@@ -1,0 +1,301 @@
+"""Hot-plug in the daemon: level-driven reconcile of running pods' networks (issue #12).
+
+``"hotPlug": true`` in the daemon config turns it on. The watch cache tells us when a pod of
+this node changes (``Store.on_change``, on the loop); a pass for that pod starts at once
+(well within 1 s), runs ``core.reconcile`` in the worker pool while holding the sandbox's
+container lock (so it never interleaves with the runtime's ADD or DEL of the same sandbox),
+and at most one pass per pod runs at a time: an event during a pass makes one more pass
+after it. Passes of different pods run in parallel; their plugins share the delegate cap.
+
+Failures: each failed attachment waits 1 s, doubling to 5 min, then is tried again, until it
+succeeds, the annotation changes (backoff starts afresh) or the pod goes. A network-status
+write that failed is retried the same way, without running any plugin again. A periodic
+resync passes over every pod, so nothing depends on seeing one particular event.
+
+What each pod has attached, pending and failing is written to
+``<cniDir>/pymultus-records/.hotplug-state.json`` for ``pymultus status``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymultus.cni.atomic import write_atomic
+from pymultus.cni.errors import CniError
+from pymultus.core import record
+from pymultus.core.attach import Identity
+from pymultus.core.reconcile import Outcome, reconcile
+from pymultus.core.record import ANNOTATION, SandboxRecord
+from pymultus.daemon.cache import WatchCache
+from pymultus.daemon.handler import Backend
+from pymultus.daemon.metrics import Metrics
+from pymultus.k8s.objects import NETWORKS_ANNOTATION, Pod
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+BACKOFF_INITIAL = 1.0
+BACKOFF_MAX = 300.0
+RESYNC_SECONDS = 60.0
+STATE_FILE = ".hotplug-state.json"
+
+
+@dataclass
+class Retry:
+    failures: int = 0
+    next_at: float = 0.0  # time.time()
+    last_error: str = ""
+
+    def fail(self, error: str, now: float) -> None:
+        self.failures += 1
+        delay = min(BACKOFF_INITIAL * 2 ** (self.failures - 1), BACKOFF_MAX)
+        self.next_at, self.last_error = now + delay, error
+
+
+@dataclass
+class PodState:
+    annotation: str | None = None
+    retries: dict[Identity, Retry] = field(default_factory=dict)
+    status_retry: Retry | None = None
+    invalid: str = ""  # the error of the annotation value last refused
+    running: bool = False
+    again: bool = False
+    timer: asyncio.TimerHandle | None = None
+    attached: list[str] = field(default_factory=list)
+
+
+class HotPlug:
+    """The reconciler of one daemon; ``start``/``stop`` on its loop."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        cache: WatchCache,
+        cni_dir: str,
+        metrics: Metrics | None = None,
+        resync: float = RESYNC_SECONDS,
+    ) -> None:
+        self.backend = backend
+        self.cache = cache
+        self.cni_dir = cni_dir
+        self.metrics = metrics
+        self.resync = resync
+        self.pods: dict[Key, PodState] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._resync_task: asyncio.Task[None] | None = None
+        self._unadoptable: set[Key] = set()
+
+    async def start(self) -> None:
+        self.cache.pods.on_change = self.pod_changed
+        self._resync_task = asyncio.create_task(self._resync_loop(), name="hotplug-resync")
+
+    async def stop(self) -> None:
+        self.cache.pods.on_change = None
+        tasks = [t for t in (self._resync_task, *self._tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for state in self.pods.values():
+            if state.timer is not None:
+                state.timer.cancel()
+
+    # --- scheduling (loop thread) -----------------------------------------------------------
+
+    def pod_changed(self, key: Key) -> None:
+        """A watch event for ``key``: pass now if its selection changed (or it is gone)."""
+        pod = self.cache.pods.get(key)
+        state = self.pods.get(key)
+        value = None if pod is None else pod.annotations.get(NETWORKS_ANNOTATION, "")
+        if state is not None and pod is not None and state.annotation == value:
+            return
+        self.schedule(key)
+
+    def schedule(self, key: Key, delay: float = 0.0) -> None:
+        state = self.pods.setdefault(key, PodState())
+        if delay > 0:
+            if state.timer is not None:
+                state.timer.cancel()
+            loop = asyncio.get_running_loop()
+            state.timer = loop.call_later(delay, self.schedule, key)
+            return
+        if state.running:
+            state.again = True
+            return
+        state.running = True
+        task = asyncio.create_task(self._run(key), name=f"hotplug-{key[0]}/{key[1]}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _resync_loop(self) -> None:
+        while True:
+            for key in list(self.pods) + self._record_keys():
+                self.schedule(key)
+            await asyncio.sleep(self.resync)
+
+    def _record_keys(self) -> list[Key]:
+        return [r.pod_key for r in record.load_all(self.cni_dir) if r.pod_name]
+
+    async def _run(self, key: Key) -> None:
+        state = self.pods[key]
+        try:
+            while True:
+                state.again = False
+                try:
+                    await self._pass(key, state)
+                except Exception:
+                    log.exception("hot-plug pass for %s/%s failed unexpectedly", *key)
+                    self._count_pass("failed")
+                if not state.again:
+                    break
+        finally:
+            state.running = False
+        if self.cache.pods.get(key) is None and key in self.pods:
+            del self.pods[key]
+        self._write_state()
+
+    # --- one pass -----------------------------------------------------------------------
+
+    async def _pass(self, key: Key, state: PodState) -> None:
+        pod = self.cache.pods.get(key)
+        if pod is None:
+            return
+        value = pod.annotations.get(NETWORKS_ANNOTATION, "")
+        if value != state.annotation:
+            state.annotation, state.retries, state.invalid = value, {}, ""
+        rec = self._record_of(pod)
+        if rec is None:
+            return
+        async with self.backend.locks.hold(rec.container_id):
+            loop = asyncio.get_running_loop()
+            outcome = await loop.run_in_executor(
+                self.backend.pool, self._reconcile, rec.container_id, key, state
+            )
+        if outcome is not None:
+            self._after(key, state, outcome)
+
+    def _record_of(self, pod: Pod) -> SandboxRecord | None:
+        """The record of the pod's sandbox (the one whose netns is still there if the
+        sandbox was recreated); None (and one log line) when there is none."""
+        found = [
+            r
+            for r in record.load_all(self.cni_dir)
+            if r.pod_key == (pod.namespace, pod.name) and r.pod_uid in ("", pod.uid)
+        ]
+        found.sort(key=lambda r: os.path.exists(r.netns), reverse=True)
+        if found:
+            return found[0]
+        key = (pod.namespace, pod.name)
+        if key not in self._unadoptable:
+            self._unadoptable.add(key)
+            log.info("hot-plug: no attachment record for pod %s/%s yet: not hot-plugged", *key)
+        return None
+
+    def _reconcile(self, container_id: str, key: Key, state: PodState) -> Outcome | None:
+        """In a worker thread, holding the container's lock: the record as it is now."""
+        rec = record.load(self.cni_dir, container_id)
+        pod = self.cache.pods.get(key)
+        if rec is None or pod is None or (rec.pod_uid and pod.uid != rec.pod_uid):
+            return None  # torn down meanwhile
+        now = time.time()
+
+        def ready(identity: Identity) -> bool:
+            retry = state.retries.get(identity)
+            return retry is None or retry.next_at <= now
+
+        def alive() -> bool:
+            current = self.cache.pods.get(key)
+            return current is not None and current.uid == pod.uid
+
+        status_due = state.status_retry is not None and state.status_retry.next_at <= now
+        try:
+            outcome = reconcile(
+                rec, pod, self.backend.deps, ready=ready, alive=alive, write_status=status_due
+            )
+        except CniError as exc:
+            self._refused(pod, state, exc)
+            return None
+        state.attached = [
+            f"{a.network}@{a.ifname}" for a in rec.attachments if a.origin == ANNOTATION
+        ]
+        return outcome
+
+    def _refused(self, pod: Pod, state: PodState, exc: CniError) -> None:
+        """A desired set that cannot be taken: nothing changes, one Warning per value."""
+        self._count_pass("invalid")
+        if state.invalid == exc.msg:
+            return
+        state.invalid = exc.msg
+        log.error("hot-plug of %s/%s refused: %s", pod.namespace, pod.name, exc.msg)
+        events = self.backend.deps.events
+        if events is not None:
+            message = f"pod [{pod.namespace}/{pod.name}]: {exc.msg}"
+            events.emit(pod, "Warning", "FailedAddingInterface", message)
+
+    def _after(self, key: Key, state: PodState, out: Outcome) -> None:
+        now = time.time()
+        for a in (*out.added, *out.removed):
+            state.retries.pop(a.identity, None)
+        for identity, error in out.failed.items():
+            state.retries.setdefault(identity, Retry()).fail(error, now)
+        if out.status_error:
+            state.status_retry = state.status_retry or Retry()
+            state.status_retry.fail(out.status_error, now)
+        elif out.changed or state.status_retry is not None:
+            state.status_retry = None
+        self._count(out)
+        due = [r.next_at for r in state.retries.values()]
+        if state.status_retry is not None:
+            due.append(state.status_retry.next_at)
+        if due:
+            self.schedule(key, max(0.05, min(due) - now))
+
+    # --- reporting ------------------------------------------------------------------------
+
+    def _count_pass(self, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.hotplug_passes.labels(outcome=outcome).inc()
+
+    def _count(self, out: Outcome) -> None:
+        self._count_pass("failed" if out.failed or out.status_error else "ok")
+        if self.metrics is None:
+            return
+        m = self.metrics.hotplug_attachments
+        m.labels(action="added").inc(len(out.added))
+        m.labels(action="removed").inc(len(out.removed))
+        m.labels(action="failed").inc(len(out.failed))
+        self.metrics.hotplug_pending.set(sum(len(s.retries) for s in self.pods.values()))
+
+    def snapshot(self) -> dict[str, Any]:
+        """Per pod: attached, pending (waiting for a retry) with last error and next retry."""
+        pods: dict[str, Any] = {}
+        for (ns, name), state in sorted(self.pods.items()):
+            pending = [
+                {
+                    "network": f"{i[0]}/{i[1]}",
+                    "interface": i[2],
+                    "error": r.last_error,
+                    "failures": r.failures,
+                    "nextRetry": r.next_at,
+                }
+                for i, r in state.retries.items()
+            ]
+            entry: dict[str, Any] = {"attached": state.attached, "pending": pending}
+            if state.status_retry is not None:
+                entry["statusError"] = state.status_retry.last_error
+            if state.invalid:
+                entry["invalid"] = state.invalid
+            pods[f"{ns}/{name}"] = entry
+        return {"pods": pods}
+
+    def _write_state(self) -> None:
+        path = os.path.join(record.record_dir(self.cni_dir), STATE_FILE)
+        with contextlib.suppress(OSError, CniError):
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            write_atomic(path, json.dumps(self.snapshot(), indent=2).encode())
