@@ -8,8 +8,9 @@ Desired = the pod's networks annotation, parsed and checked exactly as for ADD; 
 - the unnamed elements of a NAD are paired, in order, with that NAD's attachments whose name
   Multus chose (``net<N>``), in record order; so reordering the annotation changes nothing
   and an existing interface is never renamed;
-- a new unnamed element gets the lowest free ``net<K>`` (K >= 1): not in the record, not
-  requested by another element, not a link in the netns (links of removed attachments aside);
+- a new unnamed element gets the lowest free ``net<K>`` (K >= 1): not in the record (those
+  being removed included: their DEL may fail), not requested by another element, not a link
+  in the netns;
 - a changed ``ips``/``mac``/``cni-args`` on a matched element changes nothing.
 
 An explicit name that another origin's attachment (the cluster network, ``defaultNetworks``,
@@ -90,13 +91,13 @@ def plan(
             found = _take(free, _unnamed(sel, explicit))
             if found is not None:
                 matched[i] = found
-    removed = {a.ifname for a in free}
-    used = fixed | explicit | {a.ifname for a in matched.values()}
+    # Names of attachments being removed stay taken in this pass: their DEL may fail.
+    used = fixed | explicit | {a.ifname for a in current}
     add: list[Wanted] = []
     for i, sel in enumerate(selections):
         if i in matched:
             continue
-        name = sel.interface or _lowest_free(used, lambda n: n not in removed and link_exists(n))
+        name = sel.interface or _lowest_free(used, link_exists)
         used.add(name)
         add.append(Wanted(sel, name))
     kept = [id(a) for a in matched.values()]

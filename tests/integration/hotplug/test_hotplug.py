@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 from tests.support.multus import NETWORKS, PodId
+from tests.support.plugins import read_records
 from tests.support.thick import ThickCluster, wait_for
 
 NS = "default"
@@ -100,4 +101,123 @@ def test_add_one_then_remove_it(hot: ThickCluster) -> None:
     assert status(hot, pod) == [("pm-cluster", "eth0"), ("default/net-a", "net1")]
     assert len(hot.allocations()) == 2
     wait_event(hot, "RemovedInterface", "removed interface net2 from network: net-b")
+    teardown_leaves_nothing(hot, pod)
+
+
+def calls(world: ThickCluster, name: str) -> list[tuple[str, str]]:
+    """(command, CNI_IFNAME) of every call the recorder NAD ``name`` got."""
+    return [(r["command"], r["env"]["CNI_IFNAME"]) for r in read_records(world.record_file(name))]
+
+
+def names_in_status(world: ThickCluster, pod: PodId) -> list[tuple[str, str]]:
+    return status(world, pod)
+
+
+def test_add_and_remove_in_one_edit(hot: ThickCluster) -> None:
+    """#157: the new entry and the removal both land in one status write."""
+    nads(hot, "net-a", "net-b")
+    pod = started(hot, "net-a")
+    set_networks(hot, pod, "net-b")
+    converge(hot, {"lo", "eth0", "net2"})
+    wait_for(lambda: status(hot, pod) == [("pm-cluster", "eth0"), ("default/net-b", "net2")], 5.0)
+    assert len(hot.allocations()) == 2
+    teardown_leaves_nothing(hot, pod)
+
+
+def test_reorder_changes_nothing(hot: ThickCluster) -> None:
+    for name in ("rec-a", "rec-b", "rec-c"):
+        hot.put_nad(NS, name, hot.recorder_nad(name))
+    pod = started(hot, "rec-a,rec-b")
+    assert calls(hot, "rec-a") == [("ADD", "net1")]
+    assert calls(hot, "rec-b") == [("ADD", "net2")]
+    set_networks(hot, pod, "rec-b,rec-a")
+    set_networks(hot, pod, "rec-b,rec-a,rec-c")  # passes run in order: this one ends last
+    wait_for(lambda: calls(hot, "rec-c") == [("ADD", "net3")], 10.0, hot.tail)
+    wait_for(lambda: len(status(hot, pod)) == 4, 5.0)
+    assert calls(hot, "rec-a") == [("ADD", "net1")]
+    assert calls(hot, "rec-b") == [("ADD", "net2")]
+    assert [s[0] for s in status(hot, pod)] == [
+        "pm-cluster",
+        "default/rec-a",
+        "default/rec-b",
+        "default/rec-c",
+    ]
+
+
+def test_unnamed_elements_keep_their_names(hot: ThickCluster) -> None:
+    """#63: a cold unnamed ``net2`` stays ``net2`` when ``net1`` goes; a new unnamed element
+    takes the lowest free name."""
+    nads(hot, "net-a", "net-b", "net-c")
+    pod = started(hot, "net-a,net-b")
+    assert links(hot) == {"lo", "eth0", "net1", "net2"}
+    address = hot.addrs("net2")
+    set_networks(hot, pod, "net-b")
+    converge(hot, {"lo", "eth0", "net2"})
+    assert hot.addrs("net2") == address
+    set_networks(hot, pod, "net-c,net-b")
+    converge(hot, {"lo", "eth0", "net1", "net2"})
+    wait_for(lambda: len(status(hot, pod)) == 3, 5.0)
+    assert status(hot, pod) == [
+        ("pm-cluster", "eth0"),
+        ("default/net-b", "net2"),
+        ("default/net-c", "net1"),
+    ]
+    assert hot.addrs("net2") == address
+    teardown_leaves_nothing(hot, pod)
+
+
+def test_named_element_next_to_unnamed(hot: ThickCluster) -> None:
+    nads(hot, "net-a", "net-b")
+    pod = started(hot, "net-a")
+    set_networks(hot, pod, json.dumps([{"name": "net-a"}, {"name": "net-b", "interface": "blue"}]))
+    converge(hot, {"lo", "eth0", "net1", "blue"})
+    set_networks(hot, pod, json.dumps([{"name": "net-b", "interface": "blue"}]))
+    converge(hot, {"lo", "eth0", "blue"})
+    teardown_leaves_nothing(hot, pod)
+
+
+def test_same_nad_twice(hot: ThickCluster) -> None:
+    nads(hot, "net-a")
+    pod = started(hot, "net-a")
+    set_networks(hot, pod, "net-a,net-a")
+    converge(hot, {"lo", "eth0", "net1", "net2"})
+    wait_for(lambda: len(status(hot, pod)) == 3, 5.0)
+    assert [s[0] for s in status(hot, pod)] == ["pm-cluster", "default/net-a", "default/net-a"]
+    first = hot.addrs("net1")
+    set_networks(hot, pod, "net-a")
+    converge(hot, {"lo", "eth0", "net1"})
+    assert hot.addrs("net1") == first
+    assert len(hot.allocations()) == 2
+    teardown_leaves_nothing(hot, pod)
+
+
+def test_bad_annotation_changes_nothing(hot: ThickCluster) -> None:
+    nads(hot, "net-a", "net-b")
+    pod = started(hot, "net-a")
+    set_networks(hot, pod, "net-b@eth0")  # the cluster network's interface
+    wait_event(hot, "FailedAddingInterface", "eth0")
+    assert links(hot) == {"lo", "eth0", "net1"}
+    assert [s[0] for s in status(hot, pod)] == ["pm-cluster", "default/net-a"]
+    teardown_leaves_nothing(hot, pod)
+
+
+def test_failing_network_is_retried_with_backoff_while_others_proceed(hot: ThickCluster) -> None:
+    nads(hot, "net-a", "net-b")
+    failing = hot.recorder_nad("rec-x", behaviour={"ADD": {"action": "error", "msg": "no way"}})
+    hot.put_nad(NS, "rec-x", failing)
+    pod = started(hot, "net-a")
+    set_networks(hot, pod, "net-a,rec-x,net-b")
+    converge(hot, {"lo", "eth0", "net1", "net3"})
+    wait_event(hot, "FailedAddingInterface", "failed adding interface net2 to network: rec-x")
+    wait_for(lambda: len(status(hot, pod)) == 3, 5.0)
+    assert [s[0] for s in status(hot, pod)] == ["pm-cluster", "default/net-a", "default/net-b"]
+    # retried after 1 s, then 2 s: three ADDs within ~4 s, none at once
+    wait_for(lambda: calls(hot, "rec-x").count(("ADD", "net2")) >= 3, 10.0, hot.tail)
+    times = [r["time"] for r in read_records(hot.record_file("rec-x")) if r["command"] == "ADD"]
+    assert times[1] - times[0] >= 0.9
+    assert times[2] - times[1] >= 1.8
+    hot.put_nad(NS, "rec-x", hot.recorder_nad("rec-x"))  # fixed: the next retry attaches it
+    wait_for(lambda: len(status(hot, pod)) == 4, 15.0, hot.tail)
+    assert [s[0] for s in status(hot, pod)][-1] == "default/rec-x"
+    assert calls(hot, "rec-x")[-1] == ("ADD", "net2")
     teardown_leaves_nothing(hot, pod)
