@@ -6,6 +6,9 @@ stored network-status, host-local's allocations and the events to follow."""
 from __future__ import annotations
 
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from tests.support.multus import NETWORKS, PodId
 from tests.support.plugins import read_records
@@ -99,7 +102,7 @@ def test_add_one_then_remove_it(hot: ThickCluster) -> None:
     converge(hot, {"lo", "eth0", "net1"})
     wait_for(lambda: len(status(hot, pod)) == 2, 5.0)
     assert status(hot, pod) == [("pm-cluster", "eth0"), ("default/net-a", "net1")]
-    assert len(hot.allocations()) == 2
+    wait_for(lambda: len(hot.allocations()) == 2, 5.0)
     wait_event(hot, "RemovedInterface", "removed interface net2 from network: net-b")
     teardown_leaves_nothing(hot, pod)
 
@@ -120,7 +123,7 @@ def test_add_and_remove_in_one_edit(hot: ThickCluster) -> None:
     set_networks(hot, pod, "net-b")
     converge(hot, {"lo", "eth0", "net2"})
     wait_for(lambda: status(hot, pod) == [("pm-cluster", "eth0"), ("default/net-b", "net2")], 5.0)
-    assert len(hot.allocations()) == 2
+    wait_for(lambda: len(hot.allocations()) == 2, 5.0)
     teardown_leaves_nothing(hot, pod)
 
 
@@ -187,7 +190,7 @@ def test_same_nad_twice(hot: ThickCluster) -> None:
     set_networks(hot, pod, "net-a")
     converge(hot, {"lo", "eth0", "net1"})
     assert hot.addrs("net1") == first
-    assert len(hot.allocations()) == 2
+    wait_for(lambda: len(hot.allocations()) == 2, 5.0)
     teardown_leaves_nothing(hot, pod)
 
 
@@ -221,3 +224,112 @@ def test_failing_network_is_retried_with_backoff_while_others_proceed(hot: Thick
     assert [s[0] for s in status(hot, pod)][-1] == "default/rec-x"
     assert calls(hot, "rec-x")[-1] == ("ADD", "net2")
     teardown_leaves_nothing(hot, pod)
+
+
+def test_status_write_failing_after_add_is_retried_without_a_second_add(hot: ThickCluster) -> None:
+    """#235: the ADD is recorded first; only the status write is tried again."""
+    hot.put_nad(NS, "rec-a", hot.recorder_nad("rec-a"))
+    pod = started(hot, "")
+    failed: list[str] = []
+
+    def fail_status_writes(entry: Any) -> None:
+        if entry.method in ("PATCH", "PUT") and entry.path.endswith("/status") and len(failed) < 2:
+            failed.append(entry.path)
+            hot.api.fail_next(1, 500)
+
+    hot.api.on_request = fail_status_writes
+    set_networks(hot, pod, "rec-a")
+    wait_for(lambda: len(status(hot, pod)) == 2, 15.0, hot.tail)
+    assert len(failed) == 2
+    assert calls(hot, "rec-a") == [("ADD", "net1")]
+    assert status(hot, pod)[1][0] == "default/rec-a"
+
+
+def test_nad_deleted_before_removal_is_deleted_with_the_recorded_config(
+    hot: ThickCluster,
+) -> None:
+    nads(hot, "net-a", "net-b")
+    pod = started(hot, "net-a,net-b")
+    hot.api.delete_object("network-attachment-definitions", NS, "net-b")
+    set_networks(hot, pod, "net-a")
+    converge(hot, {"lo", "eth0", "net1"})
+    wait_for(lambda: len(hot.allocations()) == 2, 5.0)  # bridge releases after the link
+    teardown_leaves_nothing(hot, pod)
+
+
+def slow_add_running(world: ThickCluster, delay: float, cold: str, edit: str, ifname: str) -> PodId:
+    """A pod ``cold``-attached, edited to ``edit``; returns once the slow recorder NAD
+    ``rec-slow`` (each ADD takes ``delay`` s) is running its hot-plug ADD on ``ifname``."""
+    slow = world.recorder_nad("rec-slow", behaviour={"ADD": {"action": "ok", "delay": delay}})
+    world.put_nad(NS, "rec-slow", slow)
+    nads(world, "net-b")
+    pod = started(world, cold)
+    set_networks(world, pod, edit)
+    wait_for(lambda: calls(world, "rec-slow") == [("ADD", ifname)], 10.0, world.tail)
+    return pod
+
+
+def test_pod_deleted_mid_pass(hot: ThickCluster) -> None:
+    """The pass stops before ADDing into a dying pod; teardown leaves nothing."""
+    pod = slow_add_running(hot, 2, "", "rec-slow,net-b", "net1")
+    hot.api.delete_object("pods", NS, pod.name)
+    time.sleep(3)  # the slow ADD ends; the pass must not go on with net-b
+    assert "net2" not in links(hot)
+    teardown_leaves_nothing(hot, pod)
+    assert calls(hot, "rec-slow")[-1][0] == "DEL"
+
+
+def test_daemon_killed_mid_pass_converges_after_restart(hot: ThickCluster) -> None:
+    pod = slow_add_running(hot, 5, "net-b", "net-b,rec-slow", "net2")
+    hot.kill_daemon()
+    hot.kill_recorded_plugins()
+    hot.put_nad(NS, "rec-slow", hot.recorder_nad("rec-slow"))
+    hot.start_daemon()
+    wait_for(lambda: len(status(hot, pod)) == 3, 15.0, hot.tail)
+    # the half-made attachment was DELed with its recorded config, then made once
+    assert calls(hot, "rec-slow") == [("ADD", "net2"), ("DEL", "net2"), ("ADD", "net2")]
+    assert [s[0] for s in status(hot, pod)] == ["pm-cluster", "default/net-b", "default/rec-slow"]
+    assert links(hot) == {"lo", "eth0", "net1"}
+    teardown_leaves_nothing(hot, pod)
+
+
+PODS = 50
+WORKERS = 8
+
+
+def test_50_pods_edited_at_once_converge_within_30_s(hot: ThickCluster) -> None:
+    nads(hot, "net-a")
+    pods = [(hot.put_pod(NS, f"p{i:02d}"), hot.new_netns()) for i in range(PODS)]
+    hot.start_daemon()
+
+    def shim(command: str, pod_netns: tuple[PodId, str]) -> None:
+        pod, netns = pod_netns
+        hot.shim(command, pod, netns=netns).check_ok()
+
+    with ThreadPoolExecutor(WORKERS) as pool:
+        list(pool.map(lambda p: shim("ADD", p), pods))
+    started_at = time.monotonic()
+    for pod, _ in pods:
+        set_networks(hot, pod, "net-a")
+
+    def converged() -> bool:
+        return all(hot.pod_links(netns) == {"lo", "eth0", "net1"} for _, netns in pods)
+
+    wait_for(converged, 30.0, hot.tail)
+    assert time.monotonic() - started_at < 30.0
+    wait_for(lambda: all(len(status(hot, pod)) == 2 for pod, _ in pods), 10.0)
+    with ThreadPoolExecutor(WORKERS) as pool:
+        list(pool.map(lambda p: shim("DEL", p), pods))
+    assert hot.allocations() == []
+    assert left_over(hot) == []
+
+
+def test_off_by_default(thick: ThickCluster) -> None:
+    nads(thick, "net-a", "net-b")
+    pod = started(thick, "net-a")
+    set_networks(thick, pod, "net-a,net-b")
+    nads(thick, "net-c")  # one more watch event after the edit, as a marker
+    time.sleep(2)
+    assert links(thick) == {"lo", "eth0", "net1"}
+    assert not any(f.startswith("pymultus-records") for f in thick.cache_files())
+    teardown_leaves_nothing(thick, pod)
