@@ -27,8 +27,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import msgspec
-
 from pymultus.cni.chain import CNIConfig, RuntimeConf
 from pymultus.cni.convert import AnyResult, to_current
 from pymultus.cni.errors import CniError, InvalidConfigError, TryAgainLaterError, prefixed
@@ -127,7 +125,7 @@ def record_entry(
         auto_named=p.selection is not None and not p.selection.interface,
         runtime_args=list(rt.args),
         capability_args=dict(rt.capability_args),
-        result=None if result is None else msgspec.to_builtins(to_current(result)),
+        result=None if result is None else record.result_dict(result),
     )
 
 

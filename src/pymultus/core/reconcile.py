@@ -17,13 +17,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import msgspec
 
 from pymultus.cni import netconf
 from pymultus.cni.chain import CNIConfig, RuntimeConf
-from pymultus.cni.convert import AnyResult, to_current
 from pymultus.cni.env import CmdArgs
 from pymultus.cni.errors import CniError
 from pymultus.cni.result import Result
@@ -187,17 +185,12 @@ def _add(
         why = f"{_words('failed adding interface', w, 'to')}: {exc.msg}"
         _event(deps, pod, "Warning", "FailedAddingInterface", why)
         return
-    added = msgspec.structs.replace(entry, state=record.ATTACHED, result=_builtins(result))
+    added = msgspec.structs.replace(entry, state=record.ATTACHED, result=record.result_dict(result))
     rec.attachments[rec.attachments.index(entry)] = added
     _save(req, rec)
     out.added.append(added)
     log.info("hot-plugged %s into %s", added.network, added.ifname)
     _event(deps, pod, "Normal", "AddedInterface", _words("added interface", w, "to"))
-
-
-def _builtins(result: AnyResult) -> dict[str, Any]:
-    value: dict[str, Any] = msgspec.to_builtins(to_current(result))
-    return value
 
 
 def _save(req: Request, rec: SandboxRecord) -> None:

@@ -23,8 +23,10 @@ from typing import Any
 import msgspec
 
 from pymultus.cni.atomic import write_atomic
+from pymultus.cni.convert import AnyResult, to_current
 from pymultus.cni.env import validate_container_id
 from pymultus.cni.errors import CniError, DecodeError, IOFailure
+from pymultus.cni.result import parse_result
 from pymultus.core.scratch import read_if_present
 
 RECORD_SUBDIR = "pymultus-records"
@@ -77,6 +79,22 @@ class SandboxRecord(msgspec.Struct, kw_only=True):
 
 
 _decoder = msgspec.json.Decoder(SandboxRecord)
+
+
+def result_dict(result: AnyResult) -> dict[str, Any]:
+    """A delegate's result as the record keeps it: the current version, as JSON values."""
+    value: dict[str, Any] = msgspec.to_builtins(to_current(result))
+    return value
+
+
+def result_of_cache(data: bytes) -> dict[str, Any] | None:
+    """The result libcni cached (any version), as the record keeps it; None if unusable."""
+    if not data:
+        return None
+    try:
+        return result_dict(parse_result(data))
+    except CniError:
+        return None
 
 
 def record_dir(cni_dir: str) -> str:

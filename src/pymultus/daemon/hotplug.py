@@ -24,12 +24,14 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from pymultus.cni.atomic import write_atomic
 from pymultus.cni.errors import CniError
 from pymultus.core import record
+from pymultus.core.adopt import adopt
 from pymultus.core.attach import Identity
 from pymultus.core.reconcile import Outcome, reconcile
 from pymultus.core.record import ANNOTATION, SandboxRecord
@@ -62,6 +64,9 @@ class Retry:
 @dataclass
 class PodState:
     annotation: str | None = None
+    #: Passed over before: a pod seen for the first time may not have a sandbox yet, so
+    #: a missing record is not looked for in the caches then.
+    seen: bool = False
     retries: dict[Identity, Retry] = field(default_factory=dict)
     status_retry: Retry | None = None
     invalid: str = ""  # the error of the annotation value last refused
@@ -79,10 +84,13 @@ class HotPlug:
         backend: Backend,
         cache: WatchCache,
         cni_dir: str,
+        *,
         metrics: Metrics | None = None,
         resync: float = RESYNC_SECONDS,
+        multus_conf: Callable[[], bytes | None] = lambda: None,
     ) -> None:
         self.backend = backend
+        self.multus_conf = multus_conf
         self.cache = cache
         self.cni_dir = cni_dir
         self.metrics = metrics
@@ -94,6 +102,8 @@ class HotPlug:
 
     async def start(self) -> None:
         self.cache.pods.on_change = self.pod_changed
+        for key in self.cache.pods.all_keys():  # listed before we listened: catch up, adopt
+            self.pods[key] = PodState(seen=True)
         self._resync_task = asyncio.create_task(self._resync_loop(), name="hotplug-resync")
 
     async def stop(self) -> None:
@@ -167,9 +177,10 @@ class HotPlug:
         if pod is None:
             return
         value = pod.annotations.get(NETWORKS_ANNOTATION, "")
+        first_sight, state.seen = not state.seen, True
         if value != state.annotation:
             state.annotation, state.retries, state.invalid = value, {}, ""
-        rec = self._record_of(pod)
+        rec = self._record_of(pod, adopt_it=not first_sight)
         if rec is None:
             return
         async with self.backend.locks.hold(rec.container_id):
@@ -180,22 +191,41 @@ class HotPlug:
         if outcome is not None:
             self._after(key, state, outcome)
 
-    def _record_of(self, pod: Pod) -> SandboxRecord | None:
+    def _record_of(self, pod: Pod, *, adopt_it: bool) -> SandboxRecord | None:
         """The record of the pod's sandbox (the one whose netns is still there if the
-        sandbox was recreated); None (and one log line) when there is none."""
+        sandbox was recreated). Without one, and ``adopt_it`` (not at the first sight of a
+        pod, which may not have a sandbox yet), the sandbox is adopted from the caches, or
+        a line is logged once."""
         found = [
             r
             for r in record.load_all(self.cni_dir)
             if r.pod_key == (pod.namespace, pod.name) and r.pod_uid in ("", pod.uid)
         ]
         found.sort(key=lambda r: os.path.exists(r.netns), reverse=True)
-        if found:
-            return found[0]
+        if found or not adopt_it:
+            return found[0] if found else None
+        adopted = self._adopt(pod)
         key = (pod.namespace, pod.name)
-        if key not in self._unadoptable:
+        if adopted is None and key not in self._unadoptable:
             self._unadoptable.add(key)
-            log.info("hot-plug: no attachment record for pod %s/%s yet: not hot-plugged", *key)
-        return None
+            log.info(
+                "hot-plug: pod %s/%s has no attachment record and its sandbox cannot be "
+                "found in the caches: not hot-plugged until its sandbox is added",
+                *key,
+            )
+        return adopted
+
+    def _adopt(self, pod: Pod) -> SandboxRecord | None:
+        """A record for a pod attached without one (before hot-plug, or by Go Multus)."""
+        conf = self.multus_conf()
+        if conf is None:
+            return None
+        path = [p for p in self.backend.complete_env({})["CNI_PATH"].split(":") if p]
+        rec = adopt(self.cni_dir, pod, conf, path)
+        if rec is not None:
+            record.save(self.cni_dir, rec)
+            log.info("hot-plug: adopted pod %s/%s (sandbox %s)", *rec.pod_key, rec.container_id)
+        return rec
 
     def _reconcile(self, container_id: str, key: Key, state: PodState) -> Outcome | None:
         """In a worker thread, holding the container's lock: the record as it is now."""

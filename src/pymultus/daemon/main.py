@@ -41,7 +41,8 @@ import prometheus_client
 from pymultus import __version__
 from pymultus.cni.errors import CniError, IOFailure
 from pymultus.cni.invoke import Executor, SubprocessExecutor
-from pymultus.config.daemon import DEFAULT_CONFIG_PATH, DaemonConf, parse_daemon_conf
+from pymultus.config.daemon import DEFAULT_CONFIG_PATH, DaemonConf, overlay, parse_daemon_conf
+from pymultus.config.generator import MULTUS_CONFIG_FILE
 from pymultus.config.multus import DEFAULT_CNI_DIR
 from pymultus.core.deps import Deps
 from pymultus.daemon import logs
@@ -316,10 +317,30 @@ async def start_hotplug(daemon: Daemon, cache: WatchCache | None) -> None:
     if cache is None or daemon.backend is None:
         log.error("hotPlug is on but there is no pod watch cache: hot-plug is off")
         return
-    hotplug = HotPlug(daemon.backend, cache, daemon.conf.cni_dir or DEFAULT_CNI_DIR, daemon.metrics)
+    conf = daemon.conf
+    hotplug = HotPlug(
+        daemon.backend,
+        cache,
+        conf.cni_dir or DEFAULT_CNI_DIR,
+        metrics=daemon.metrics,
+        multus_conf=functools.partial(shim_config, conf),
+    )
     await hotplug.start()
     daemon.on_shutdown.insert(0, hotplug.stop)
     log.info("hot-plug is on")
+
+
+def shim_config(conf: DaemonConf) -> bytes | None:
+    """The Multus config a shim call brings (``00-multus.conf`` or ``multusConfigFile``),
+    overlaid with the daemon config as ``/cni`` does; None when it cannot be read."""
+    path = conf.multus_config_file
+    if conf.auto:
+        path = os.path.join(conf.cni_config_dir, MULTUS_CONFIG_FILE)
+    try:
+        with open(path, "rb") as fh:
+            return overlay(fh.read(), conf.raw_map, auto=conf.auto)
+    except (OSError, CniError):
+        return None
 
 
 def fatal(conf: DaemonConf, code: int, message: str) -> int:

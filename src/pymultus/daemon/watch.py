@@ -121,6 +121,9 @@ class Store(Generic[V]):
         if self.on_change is not None:
             self.on_change(key)
 
+    def all_keys(self) -> list[Key]:
+        return list(self._items)
+
     def __len__(self) -> int:
         return len(self._items)
 

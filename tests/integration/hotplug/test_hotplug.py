@@ -333,3 +333,35 @@ def test_off_by_default(thick: ThickCluster) -> None:
     assert links(thick) == {"lo", "eth0", "net1"}
     assert not any(f.startswith("pymultus-records") for f in thick.cache_files())
     teardown_leaves_nothing(thick, pod)
+
+
+def turn_hotplug_on(world: ThickCluster) -> None:
+    conf = {**world.daemon_config(), "hotPlug": True}
+    world.daemon_config_path.write_text(json.dumps(conf, indent=2))
+    world.restart_daemon()
+
+
+def test_pod_attached_before_hotplug_is_adopted(thick: ThickCluster) -> None:
+    """Attached with hot-plug off (no record): adopted from the delegate cache and libcni's
+    result cache; its cold attachment is removed with the config libcni cached."""
+    nads(thick, "net-a", "net-b")
+    pod = started(thick, "net-a")
+    turn_hotplug_on(thick)
+    set_networks(thick, pod, "net-b")
+    converge(thick, {"lo", "eth0", "net2"})
+    wait_for(lambda: status(thick, pod) == [("pm-cluster", "eth0"), ("default/net-b", "net2")], 5.0)
+    wait_for(lambda: len(thick.allocations()) == 2, 5.0)
+    assert "adopted pod default/web" in thick.daemon_log()
+    teardown_leaves_nothing(thick, pod)
+
+
+def test_pod_without_caches_is_left_alone_with_one_log_line(hot: ThickCluster) -> None:
+    nads(hot, "net-a", "net-b")
+    pod = started(hot, "net-a")
+    for name in hot.cache_files():
+        (hot.cni_dir / name).unlink()  # as if attached by something that keeps no cache
+    set_networks(hot, pod, "net-a,net-b")
+    set_networks(hot, pod, "net-b")
+    wait_for(lambda: "cannot be found in the caches" in hot.daemon_log(), 5.0)
+    assert hot.daemon_log().count("cannot be found in the caches") == 1
+    assert links(hot) == {"lo", "eth0", "net1"}
