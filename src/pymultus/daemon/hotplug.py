@@ -46,7 +46,6 @@ Key = tuple[str, str]
 BACKOFF_INITIAL = 1.0
 BACKOFF_MAX = 300.0
 RESYNC_SECONDS = 60.0
-STATE_FILE = ".hotplug-state.json"
 
 
 @dataclass
@@ -325,7 +324,7 @@ class HotPlug:
         return {"pods": pods}
 
     def _write_state(self) -> None:
-        path = os.path.join(record.record_dir(self.cni_dir), STATE_FILE)
+        path = record.hotplug_state_path(self.cni_dir)
         with contextlib.suppress(OSError, CniError):
             os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
             write_atomic(path, json.dumps(self.snapshot(), indent=2).encode())

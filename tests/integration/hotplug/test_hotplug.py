@@ -6,8 +6,11 @@ stored network-status, host-local's allocations and the events to follow."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from tests.support.multus import NETWORKS, PodId
@@ -16,6 +19,7 @@ from tests.support.thick import ThickCluster, wait_for
 
 NS = "default"
 #: The daemon's own state file, kept under cniDir across sandboxes.
+PYMULTUS = str(Path(sys.executable).with_name("pymultus"))
 STATE_FILE = "pymultus-records/.hotplug-state.json"
 
 
@@ -54,6 +58,14 @@ def wait_event(world: ThickCluster, reason: str, text: str) -> None:
         5.0,
         lambda: repr(event_reasons(world)),
     )
+
+
+def hotplug_status(world: ThickCluster) -> dict[str, Any]:
+    """``pymultus status --hotplug -o json``: the daemon's hot-plug state per pod."""
+    argv = [PYMULTUS, "status", "--hotplug", "-o", "json", "--cni-dir", str(world.cni_dir)]
+    proc = subprocess.run(argv, capture_output=True, text=True, check=True)
+    state: dict[str, Any] = json.loads(proc.stdout)
+    return state
 
 
 def nads(world: ThickCluster, *names: str) -> None:
@@ -219,6 +231,19 @@ def test_failing_network_is_retried_with_backoff_while_others_proceed(hot: Thick
     times = [r["time"] for r in read_records(hot.record_file("rec-x")) if r["command"] == "ADD"]
     assert times[1] - times[0] >= 0.9
     assert times[2] - times[1] >= 1.8
+
+    def failures() -> int:
+        pending = hotplug_status(hot).get("default/web", {}).get("pending", [])
+        return int(pending[0]["failures"]) if pending else 0
+
+    wait_for(lambda: failures() >= 3, 5.0)
+    shown = hotplug_status(hot)["default/web"]
+    assert shown["attached"] == ["default/net-a@net1", "default/net-b@net3"]
+    [pending] = shown["pending"]
+    assert (pending["network"], pending["interface"]) == ("default/rec-x", "net2")
+    assert "no way" in pending["error"]
+    assert pending["failures"] >= 3
+    assert pending["nextRetry"] > time.time()
     hot.put_nad(NS, "rec-x", hot.recorder_nad("rec-x"))  # fixed: the next retry attaches it
     wait_for(lambda: len(status(hot, pod)) == 4, 15.0, hot.tail)
     assert [s[0] for s in status(hot, pod)][-1] == "default/rec-x"
