@@ -26,23 +26,32 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pymultus.cni.atomic import write_atomic
 from pymultus.cni.errors import CniError
 from pymultus.core import record
 from pymultus.core.adopt import adopt
 from pymultus.core.attach import Identity
+from pymultus.core.deps import Deps
 from pymultus.core.reconcile import Outcome, reconcile
 from pymultus.core.record import ANNOTATION, SandboxRecord
-from pymultus.daemon.cache import WatchCache
 from pymultus.daemon.handler import Backend
 from pymultus.daemon.metrics import Metrics
+from pymultus.daemon.watch import Store
 from pymultus.k8s.objects import NETWORKS_ANNOTATION, Pod
 
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
+
+
+class PodLookup(Protocol):
+    def get(self, key: Key) -> Pod | None:
+        """The pod as it is now; None when it is gone."""
+        ...
+
+
 BACKOFF_INITIAL = 1.0
 BACKOFF_MAX = 300.0
 RESYNC_SECONDS = 60.0
@@ -81,36 +90,51 @@ class HotPlug:
     def __init__(
         self,
         backend: Backend,
-        cache: WatchCache,
+        pods: PodLookup,
         cni_dir: str,
         *,
         metrics: Metrics | None = None,
         resync: float = RESYNC_SECONDS,
         multus_conf: Callable[[], bytes | None] = lambda: None,
+        deps_for: Callable[[SandboxRecord], Deps] | None = None,
     ) -> None:
         self.backend = backend
-        self.multus_conf = multus_conf
-        self.cache = cache
+        self.lookup = pods
         self.cni_dir = cni_dir
         self.metrics = metrics
         self.resync = resync
+        self.multus_conf = multus_conf
+        self.deps_for = deps_for or (lambda _rec: backend.deps)
         self.pods: dict[Key, PodState] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._resync_task: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
         self._unadoptable: set[Key] = set()
+        self._store: Store[Pod] | None = None
 
-    async def start(self) -> None:
-        self.cache.pods.on_change = self.pod_changed
-        for key in self.cache.pods.all_keys():  # listed before we listened: catch up, adopt
-            self.pods[key] = PodState(seen=True)
-        self._resync_task = asyncio.create_task(self._resync_loop(), name="hotplug-resync")
+    def get(self, key: Key) -> Pod | None:
+        return self.lookup.get(key)
+
+    async def start(self, store: Store[Pod] | None = None, poll: float | None = None) -> None:
+        """Listen on the watch cache's pod ``store``, or poll the pods of the records every
+        ``poll`` seconds (standalone: pod files change without events)."""
+        if store is not None:
+            store.on_change = self.pod_changed
+            for key in store.all_keys():  # listed before we listened: catch up, adopt
+                self.pods[key] = PodState(seen=True)
+            self._store = store
+        if poll is not None:
+            self._background.append(asyncio.create_task(self._poll_loop(poll), name="hotplug-poll"))
+        self._background.append(asyncio.create_task(self._resync_loop(), name="hotplug-resync"))
 
     async def stop(self) -> None:
-        self.cache.pods.on_change = None
-        tasks = [t for t in (self._resync_task, *self._tasks) if t is not None]
+        if self._store is not None:
+            self._store.on_change = None
+        tasks = [*self._background, *self._tasks]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(OSError):  # the state of a daemon that runs no more
+            os.unlink(record.hotplug_state_path(self.cni_dir))
         for state in self.pods.values():
             if state.timer is not None:
                 state.timer.cancel()
@@ -119,7 +143,7 @@ class HotPlug:
 
     def pod_changed(self, key: Key) -> None:
         """A watch event for ``key``: pass now if its selection changed (or it is gone)."""
-        pod = self.cache.pods.get(key)
+        pod = self.get(key)
         state = self.pods.get(key)
         value = None if pod is None else pod.annotations.get(NETWORKS_ANNOTATION, "")
         if state is not None and pod is not None and state.annotation == value:
@@ -141,6 +165,16 @@ class HotPlug:
         task = asyncio.create_task(self._run(key), name=f"hotplug-{key[0]}/{key[1]}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _poll_loop(self, interval: float) -> None:
+        """Standalone: a pass for every recorded pod whose selection changed."""
+        while True:
+            try:
+                for key in self._record_keys():
+                    self.pod_changed(key)
+            except Exception:  # a bug must not stop hot-plug: log it, poll again
+                log.exception("hot-plug: polling the pod files failed")
+            await asyncio.sleep(interval)
 
     async def _resync_loop(self) -> None:
         while True:
@@ -165,14 +199,15 @@ class HotPlug:
                     break
         finally:
             state.running = False
-        if self.cache.pods.get(key) is None and key in self.pods:
+        if self.get(key) is None and key in self.pods:
             del self.pods[key]
         self._write_state()
 
     # --- one pass -----------------------------------------------------------------------
 
     async def _pass(self, key: Key, state: PodState) -> None:
-        pod = self.cache.pods.get(key)
+        pod = self.get(key)
+        log.debug("hot-plug pass for %s/%s: %s", *key, "pod gone" if pod is None else "starting")
         if pod is None:
             return
         value = pod.annotations.get(NETWORKS_ANNOTATION, "")
@@ -198,7 +233,7 @@ class HotPlug:
         found = [
             r
             for r in record.load_all(self.cni_dir)
-            if r.pod_key == (pod.namespace, pod.name) and r.pod_uid in ("", pod.uid)
+            if r.pod_key == (pod.namespace, pod.name) and pod.uid in ("", r.pod_uid or pod.uid)
         ]
         found.sort(key=lambda r: os.path.exists(r.netns), reverse=True)
         if found or not adopt_it:
@@ -229,8 +264,8 @@ class HotPlug:
     def _reconcile(self, container_id: str, key: Key, state: PodState) -> Outcome | None:
         """In a worker thread, holding the container's lock: the record as it is now."""
         rec = record.load(self.cni_dir, container_id)
-        pod = self.cache.pods.get(key)
-        if rec is None or pod is None or (rec.pod_uid and pod.uid != rec.pod_uid):
+        pod = self.get(key)
+        if rec is None or pod is None or pod.uid not in ("", rec.pod_uid or pod.uid):
             return None  # torn down meanwhile
         now = time.time()
 
@@ -239,13 +274,13 @@ class HotPlug:
             return retry is None or retry.next_at <= now
 
         def alive() -> bool:
-            current = self.cache.pods.get(key)
+            current = self.get(key)
             return current is not None and current.uid == pod.uid
 
         status_due = state.status_retry is not None and state.status_retry.next_at <= now
         try:
             outcome = reconcile(
-                rec, pod, self.backend.deps, ready=ready, alive=alive, write_status=status_due
+                rec, pod, self.deps_for(rec), ready=ready, alive=alive, write_status=status_due
             )
         except CniError as exc:
             self._refused(pod, state, exc)

@@ -35,6 +35,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import prometheus_client
 
@@ -53,10 +54,12 @@ from pymultus.daemon.events import BackgroundEvents
 from pymultus.daemon.executor import DEFAULT_DELEGATE_LIMIT, LimitedExecutor
 from pymultus.daemon.handler import Backend, CniHandler
 from pymultus.daemon.hotplug import HotPlug
+from pymultus.daemon.hotplug_files import POLL_SECONDS, FilePodLookup, standalone_deps_for
 from pymultus.daemon.metrics import Metrics
 from pymultus.daemon.server import Health, HttpServer, daemon_routes, metrics_routes
 from pymultus.daemon.watch import async_client_factory
 from pymultus.k8s.client import KubeApi, load_client
+from pymultus.k8s.files import DEFAULT_NAD_DIR, DEFAULT_POD_DIR, DEFAULT_STATE_DIR
 from pymultus.k8s.sources import ApiEvents, ApiNads, ApiPods, ApiStatus
 
 log = logging.getLogger(__name__)
@@ -313,19 +316,33 @@ async def run(conf: DaemonConf, kubeconfig: str | None) -> int:
 
 
 async def start_hotplug(daemon: Daemon, cache: WatchCache | None) -> None:
-    """Hot-plug needs the watch cache (Kubernetes and ``MULTUS_NODE_NAME``)."""
-    if cache is None or daemon.backend is None:
-        log.error("hotPlug is on but there is no pod watch cache: hot-plug is off")
+    """Hot-plug from the watch cache (Kubernetes and ``MULTUS_NODE_NAME``), or from the pod
+    files in standalone mode."""
+    conf, backend = daemon.conf, daemon.backend
+    if backend is None:
         return
-    conf = daemon.conf
-    hotplug = HotPlug(
-        daemon.backend,
-        cache,
-        conf.cni_dir or DEFAULT_CNI_DIR,
-        metrics=daemon.metrics,
-        multus_conf=functools.partial(shim_config, conf),
-    )
-    await hotplug.start()
+    common: dict[str, Any] = {
+        "metrics": daemon.metrics,
+        "multus_conf": functools.partial(shim_config, conf),
+    }
+    cni_dir = conf.cni_dir or DEFAULT_CNI_DIR
+    if cache is not None:
+        hotplug = HotPlug(backend, cache.pods, cni_dir, **common)
+        await hotplug.start(store=cache.pods)
+    elif not daemon.deps.has_kubernetes:
+        deps_for = standalone_deps_for(
+            daemon.deps,
+            nad_dir=conf.nad_dir or DEFAULT_NAD_DIR,
+            state_dir=conf.status_dir or DEFAULT_STATE_DIR,
+        )
+        pods = FilePodLookup(conf.pod_dir or DEFAULT_POD_DIR)
+        hotplug = HotPlug(backend, pods, cni_dir, deps_for=deps_for, **common)
+        await hotplug.start(poll=POLL_SECONDS)
+    else:
+        log.error(
+            "hotPlug is on but there is no pod watch cache (%s): hot-plug is off", NODE_NAME_ENV
+        )
+        return
     daemon.on_shutdown.insert(0, hotplug.stop)
     log.info("hot-plug is on")
 
