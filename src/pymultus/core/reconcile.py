@@ -4,8 +4,9 @@ Order: a ``pending`` attachment left by a daemon that died mid-ADD is DELed with
 config → the desired set is validated as a whole (a bad one changes nothing) → removed
 attachments are DELed with their **recorded** config (the NAD may be gone or edited) → new
 ones are ADDed in annotation order, each recorded ``pending`` first and ``attached`` after, a
-failing one rolled back by libcni alone → one network-status write rendered from the record →
-events as multus-dynamic-networks-controller words them.
+failing one rolled back by libcni alone → one network-status write rendered from the record
+(entries written by someone else kept at the end) → events as multus-dynamic-networks-controller
+words them.
 
 Attachments still in backoff (``ready`` says no) are left for a later pass; a failure of one
 attachment never stops the others. The record is saved after every step, so a pass cut short
@@ -15,7 +16,7 @@ at any point is finished by the next one without a second ADD or a leak.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import msgspec
@@ -34,7 +35,12 @@ from pymultus.core.record import PENDING, Attachment, SandboxRecord
 from pymultus.core.request import Request
 from pymultus.core.runtime import runtime_conf
 from pymultus.k8s.objects import Pod
-from pymultus.k8s.status import render_network_status, statuses_for_result
+from pymultus.k8s.status import (
+    NetworkStatus,
+    parse_network_status,
+    render_network_status,
+    statuses_for_result,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +83,7 @@ def reconcile(
     ready: Callable[[Identity], bool],
     alive: Callable[[], bool],
     write_status: bool = False,
+    current_status: Callable[[], str] = lambda: "",
 ) -> Outcome:
     """One pass; raises ``InvalidConfigError`` (nothing done) for a bad desired set."""
     req = request_for(rec)
@@ -98,7 +105,7 @@ def reconcile(
             continue
         _add(req, deps, cni, rec, pod=pod, w=wanted, out=out)
     if out.changed or write_status:
-        _status(deps, pod, rec, out)
+        _status(deps, pod, rec, out, current_status)
     return out
 
 
@@ -209,23 +216,37 @@ def _delegates(rec: SandboxRecord) -> list[Delegate]:
     return out
 
 
-def render_status(rec: SandboxRecord) -> str:
+def render_status(rec: SandboxRecord, current: str = "", gone: Sequence[Attachment] = ()) -> str:
     """network-status from the record: the record's order (the default network first,
-    attachments in the order they were made)."""
+    attachments in the order they were made), then the entries of ``current`` (the status
+    as it is) that name no network of the record nor one just removed (``gone``): entries
+    someone else wrote are kept."""
     entries = []
     for i, a in enumerate(rec.attachments):
         if a.result is None or a.state == PENDING:
             continue
         result = msgspec.convert(a.result, Result)
         entries += statuses_for_result(result, a.network, i == 0)
-    return render_network_status(entries)
+    ours = {a.network for a in (*rec.attachments, *gone)}
+    return render_network_status(entries + [e for e in _parsed(current) if e.name not in ours])
 
 
-def _status(deps: Deps, pod: Pod, rec: SandboxRecord, out: Outcome) -> None:
+def _parsed(value: str) -> list[NetworkStatus]:
+    if not value:
+        return []
+    try:
+        return parse_network_status(value)
+    except CniError:
+        return []  # not ours to repair: rewritten from the record
+
+
+def _status(
+    deps: Deps, pod: Pod, rec: SandboxRecord, out: Outcome, current: Callable[[], str]
+) -> None:
     if deps.status is None:
         return
     try:
-        deps.status.write_network_status(pod, render_status(rec))
+        deps.status.write_network_status(pod, render_status(rec, current(), out.removed))
     except CniError as exc:
         out.status_error = exc.msg
 

@@ -39,7 +39,9 @@ from pymultus.core.record import ANNOTATION, SandboxRecord
 from pymultus.daemon.handler import Backend
 from pymultus.daemon.metrics import Metrics
 from pymultus.daemon.watch import Store
-from pymultus.k8s.objects import NETWORKS_ANNOTATION, Pod
+from pymultus.k8s.client import KubeApi
+from pymultus.k8s.objects import NETWORKS_ANNOTATION, STATUS_ANNOTATION, Pod
+from pymultus.k8s.refs import PodRef
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,14 @@ class PodState:
     attached: list[str] = field(default_factory=list)
 
 
+def live_status(api: KubeApi, pod: Pod) -> str:
+    """The pod's network-status as the API has it now (the watch cache does not keep it)."""
+    raw = api.get_pod(PodRef(pod.namespace, pod.name, pod.uid)) or {}
+    annotations = raw.get("metadata", {}).get("annotations") or {}
+    value = annotations.get(STATUS_ANNOTATION, "")
+    return value if isinstance(value, str) else ""
+
+
 class HotPlug:
     """The reconciler of one daemon; ``start``/``stop`` on its loop."""
 
@@ -97,6 +107,7 @@ class HotPlug:
         resync: float = RESYNC_SECONDS,
         multus_conf: Callable[[], bytes | None] = lambda: None,
         deps_for: Callable[[SandboxRecord], Deps] | None = None,
+        read_status: Callable[[Pod], str] = lambda _pod: "",
     ) -> None:
         self.backend = backend
         self.lookup = pods
@@ -105,6 +116,7 @@ class HotPlug:
         self.resync = resync
         self.multus_conf = multus_conf
         self.deps_for = deps_for or (lambda _rec: backend.deps)
+        self.read_status = read_status
         self.pods: dict[Key, PodState] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._background: list[asyncio.Task[None]] = []
@@ -278,9 +290,23 @@ class HotPlug:
             return current is not None and current.uid == pod.uid
 
         status_due = state.status_retry is not None and state.status_retry.next_at <= now
+
+        def current_status() -> str:
+            try:
+                return self.read_status(pod)
+            except CniError as exc:  # the write goes on; foreign entries are lost this once
+                log.warning("cannot read the network-status of %s/%s: %s", *key, exc.msg)
+                return ""
+
         try:
             outcome = reconcile(
-                rec, pod, self.deps_for(rec), ready=ready, alive=alive, write_status=status_due
+                rec,
+                pod,
+                self.deps_for(rec),
+                ready=ready,
+                alive=alive,
+                write_status=status_due,
+                current_status=current_status,
             )
         except CniError as exc:
             self._refused(pod, state, exc)

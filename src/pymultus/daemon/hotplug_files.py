@@ -16,7 +16,7 @@ from dataclasses import replace
 from pymultus.cni.errors import CniError
 from pymultus.core.deps import Deps
 from pymultus.core.record import SandboxRecord
-from pymultus.k8s.files import FileNads, FilePods, StateDirStatus
+from pymultus.k8s.files import FileNads, FilePods, StateDirStatus, read_record
 from pymultus.k8s.objects import Pod
 from pymultus.k8s.refs import PodRef
 
@@ -48,3 +48,13 @@ def standalone_deps_for(
         return replace(base, nads=FileNads(nad_dir), status=status, events=None)
 
     return deps_for
+
+
+def file_status(state_dir: str) -> Callable[[Pod], str]:
+    """``read_status`` of the reconciler: the pod's network-status file."""
+
+    def read(pod: Pod) -> str:
+        found = read_record(state_dir, pod.namespace, pod.name)
+        return found.network_status if found is not None else ""
+
+    return read

@@ -53,8 +53,13 @@ from pymultus.daemon.delegate_api import DelegateHandler
 from pymultus.daemon.events import BackgroundEvents
 from pymultus.daemon.executor import DEFAULT_DELEGATE_LIMIT, LimitedExecutor
 from pymultus.daemon.handler import Backend, CniHandler
-from pymultus.daemon.hotplug import HotPlug
-from pymultus.daemon.hotplug_files import POLL_SECONDS, FilePodLookup, standalone_deps_for
+from pymultus.daemon.hotplug import HotPlug, live_status
+from pymultus.daemon.hotplug_files import (
+    POLL_SECONDS,
+    FilePodLookup,
+    file_status,
+    standalone_deps_for,
+)
 from pymultus.daemon.metrics import Metrics
 from pymultus.daemon.server import Health, HttpServer, daemon_routes, metrics_routes
 from pymultus.daemon.watch import async_client_factory
@@ -326,17 +331,25 @@ async def start_hotplug(daemon: Daemon, cache: WatchCache | None) -> None:
         "multus_conf": functools.partial(shim_config, conf),
     }
     cni_dir = conf.cni_dir or DEFAULT_CNI_DIR
-    if cache is not None:
-        hotplug = HotPlug(backend, cache.pods, cni_dir, **common)
+    status = daemon.deps.status
+    if cache is not None and isinstance(status, ApiStatus):
+        read = functools.partial(live_status, status.api)
+        hotplug = HotPlug(backend, cache.pods, cni_dir, read_status=read, **common)
         await hotplug.start(store=cache.pods)
     elif not daemon.deps.has_kubernetes:
+        state_dir = conf.status_dir or DEFAULT_STATE_DIR
         deps_for = standalone_deps_for(
-            daemon.deps,
-            nad_dir=conf.nad_dir or DEFAULT_NAD_DIR,
-            state_dir=conf.status_dir or DEFAULT_STATE_DIR,
+            daemon.deps, nad_dir=conf.nad_dir or DEFAULT_NAD_DIR, state_dir=state_dir
         )
         pods = FilePodLookup(conf.pod_dir or DEFAULT_POD_DIR)
-        hotplug = HotPlug(backend, pods, cni_dir, deps_for=deps_for, **common)
+        hotplug = HotPlug(
+            backend,
+            pods,
+            cni_dir,
+            deps_for=deps_for,
+            read_status=file_status(state_dir),
+            **common,
+        )
         await hotplug.start(poll=POLL_SECONDS)
     else:
         log.error(

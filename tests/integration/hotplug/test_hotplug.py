@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from tests.support.multus import NETWORKS, PodId
+from tests.support.multus import NETWORKS, STATUS, PodId
 from tests.support.plugins import read_records
 from tests.support.thick import ThickCluster, wait_for
 
@@ -390,3 +390,26 @@ def test_pod_without_caches_is_left_alone_with_one_log_line(hot: ThickCluster) -
     wait_for(lambda: "cannot be found in the caches" in hot.daemon_log(), 5.0)
     assert hot.daemon_log().count("cannot be found in the caches") == 1
     assert links(hot) == {"lo", "eth0", "net1"}
+
+
+def test_status_entries_written_by_others_are_kept(hot: ThickCluster) -> None:
+    nads(hot, "net-a", "net-b")
+    pod = started(hot, "net-a")
+    obj = hot.api.get_object("pods", NS, pod.name)
+    assert obj is not None
+    entries = json.loads(obj["metadata"]["annotations"][STATUS])
+    foreign = {"name": "other/sidecar-net", "interface": "sc0", "dns": {}}
+    obj["metadata"]["annotations"][STATUS] = json.dumps([*entries, foreign])
+    hot.api.put_object(obj)
+    set_networks(hot, pod, "net-a,net-b")
+    wait_for(lambda: len(status(hot, pod)) == 4, 10.0, hot.tail)
+    assert status(hot, pod) == [
+        ("pm-cluster", "eth0"),
+        ("default/net-a", "net1"),
+        ("default/net-b", "net2"),
+        ("other/sidecar-net", "sc0"),
+    ]
+    set_networks(hot, pod, "net-b")
+    wait_for(lambda: len(status(hot, pod)) == 3, 10.0, hot.tail)
+    assert status(hot, pod)[-1] == ("other/sidecar-net", "sc0")
+    teardown_leaves_nothing(hot, pod)
