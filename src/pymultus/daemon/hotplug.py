@@ -275,7 +275,11 @@ class HotPlug:
 
     def _reconcile(self, container_id: str, key: Key, state: PodState) -> Outcome | None:
         """In a worker thread, holding the container's lock: the record as it is now."""
-        rec = record.load(self.cni_dir, container_id)
+        try:
+            rec = record.load(self.cni_dir, container_id)
+        except CniError as exc:
+            log.error("hot-plug of %s/%s: %s", *key, exc)
+            return None
         pod = self.get(key)
         if rec is None or pod is None or pod.uid not in ("", rec.pod_uid or pod.uid):
             return None  # torn down meanwhile
