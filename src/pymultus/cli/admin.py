@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pymultus.cni.errors import CniError
+from pymultus.config.daemon import DEFAULT_SOCKET_DIR
 from pymultus.config.multus import DEFAULT_BIN_DIR, DEFAULT_CNI_DIR
 from pymultus.core import inventory
 from pymultus.core.record import hotplug_state_path
@@ -80,13 +81,16 @@ def status(
     hotplug: Annotated[
         bool, typer.Option("--hotplug", help="only the daemon's hot-plug state per pod")
     ] = False,
+    socket_dir: Annotated[
+        str, typer.Option(help="the daemon's socketDir (its hot-plug state is there)")
+    ] = DEFAULT_SOCKET_DIR,
 ) -> None:
     """What is attached on this node: pod, interface, network, IPs, MAC, default; and, when
     the daemon hot-plugs, per pod what it attached and what is pending or failing."""
     if output not in ("table", "json"):
         raise typer.BadParameter(f"{output!r}: use table or json", param_hint="'--output'")
     if hotplug:
-        _hotplug_status(cni_dir, pod, output)
+        _hotplug_status(socket_dir, pod, output)
         return
     rows: list[dict[str, Any]] = []
     for box in inventory.sandboxes(cni_dir):
@@ -125,15 +129,15 @@ def status(
             "yes" if r["default"] else "",
         )
     console.print(table)
-    if os.path.exists(hotplug_state_path(cni_dir)):
-        _hotplug_status(cni_dir, pod, output)
+    if os.path.exists(hotplug_state_path(socket_dir)):
+        _hotplug_status(socket_dir, pod, output)
 
 
-def _hotplug_status(cni_dir: str, pod: str | None, output: str) -> None:
+def _hotplug_status(socket_dir: str, pod: str | None, output: str) -> None:
     """The hot-plug state the daemon last wrote: attached, pending (with the last error
     and the next retry)."""
     try:
-        with open(hotplug_state_path(cni_dir), "rb") as fh:
+        with open(hotplug_state_path(socket_dir), "rb") as fh:
             state: dict[str, Any] = json.load(fh).get("pods", {})
     except (OSError, ValueError):
         state = {}

@@ -163,7 +163,7 @@ def _show_hotplug(lab: Lab) -> None:
     from pymultus.cli.admin import status  # noqa: PLC0415 (the CLI's own command)
 
     time.sleep(0.2)  # the daemon writes its state right after the pass
-    status(pod=None, cni_dir=str(lab.path("cni")), output="table", hotplug=True)
+    status(pod=None, output="table", hotplug=True, socket_dir=str(lab.path("run")))
 
 
 def demo() -> None:

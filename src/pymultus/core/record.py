@@ -101,10 +101,10 @@ def record_dir(cni_dir: str) -> str:
     return os.path.join(cni_dir, RECORD_SUBDIR)
 
 
-def hotplug_state_path(cni_dir: str) -> str:
+def hotplug_state_path(socket_dir: str) -> str:
     """The daemon's hot-plug state per pod (attached, pending, last error, next retry), for
-    ``pymultus status``; a dot file, so it is never taken for a record."""
-    return os.path.join(record_dir(cni_dir), ".hotplug-state.json")
+    ``pymultus status``: beside the daemon's socket, as run-time state that is not a cache."""
+    return os.path.join(socket_dir, "pymultus-hotplug.json")
 
 
 def record_path(cni_dir: str, container_id: str) -> str:

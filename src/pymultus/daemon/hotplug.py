@@ -12,8 +12,8 @@ succeeds, the annotation changes (backoff starts afresh) or the pod goes. A netw
 write that failed is retried the same way, without running any plugin again. A periodic
 resync passes over every pod, so nothing depends on seeing one particular event.
 
-What each pod has attached, pending and failing is written to
-``<cniDir>/pymultus-records/.hotplug-state.json`` for ``pymultus status``.
+What each pod with a sandbox has attached, pending and failing is written to
+``<socketDir>/pymultus-hotplug.json`` for ``pymultus status``.
 """
 
 from __future__ import annotations
@@ -108,6 +108,7 @@ class HotPlug:
         multus_conf: Callable[[], bytes | None] = lambda: None,
         deps_for: Callable[[SandboxRecord], Deps] | None = None,
         read_status: Callable[[Pod], str] = lambda _pod: "",
+        state_path: str = "",
     ) -> None:
         self.backend = backend
         self.lookup = pods
@@ -117,6 +118,7 @@ class HotPlug:
         self.multus_conf = multus_conf
         self.deps_for = deps_for or (lambda _rec: backend.deps)
         self.read_status = read_status
+        self.state_path = state_path  # "" = none written
         self.pods: dict[Key, PodState] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._background: list[asyncio.Task[None]] = []
@@ -146,7 +148,7 @@ class HotPlug:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         with contextlib.suppress(OSError):  # the state of a daemon that runs no more
-            os.unlink(record.hotplug_state_path(self.cni_dir))
+            os.unlink(self.state_path)
         for state in self.pods.values():
             if state.timer is not None:
                 state.timer.cancel()
@@ -158,6 +160,8 @@ class HotPlug:
         pod = self.get(key)
         state = self.pods.get(key)
         value = None if pod is None else pod.annotations.get(NETWORKS_ANNOTATION, "")
+        if state is None and pod is None:
+            return  # gone, and never seen: nothing to do
         if state is not None and pod is not None and state.annotation == value:
             return
         self.schedule(key)
@@ -367,9 +371,13 @@ class HotPlug:
         self.metrics.hotplug_pending.set(sum(len(s.retries) for s in self.pods.values()))
 
     def snapshot(self) -> dict[str, Any]:
-        """Per pod: attached, pending (waiting for a retry) with last error and next retry."""
+        """Per pod with a sandbox: attached, pending (waiting for a retry) with the last
+        error and the next retry."""
+        with_record = set(self._record_keys())
         pods: dict[str, Any] = {}
         for (ns, name), state in sorted(self.pods.items()):
+            if (ns, name) not in with_record:
+                continue
             pending = [
                 {
                     "network": f"{i[0]}/{i[1]}",
@@ -389,7 +397,7 @@ class HotPlug:
         return {"pods": pods}
 
     def _write_state(self) -> None:
-        path = record.hotplug_state_path(self.cni_dir)
+        if not self.state_path:
+            return
         with contextlib.suppress(OSError, CniError):
-            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-            write_atomic(path, json.dumps(self.snapshot(), indent=2).encode())
+            write_atomic(self.state_path, json.dumps(self.snapshot(), indent=2).encode())

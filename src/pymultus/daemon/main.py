@@ -46,6 +46,7 @@ from pymultus.config.daemon import DEFAULT_CONFIG_PATH, DaemonConf, overlay, par
 from pymultus.config.generator import MULTUS_CONFIG_FILE
 from pymultus.config.multus import DEFAULT_CNI_DIR
 from pymultus.core.deps import Deps
+from pymultus.core.record import hotplug_state_path
 from pymultus.daemon import logs
 from pymultus.daemon.cache import WatchCache
 from pymultus.daemon.confmanager import ConfigManager, wait_for_file
@@ -329,6 +330,7 @@ async def start_hotplug(daemon: Daemon, cache: WatchCache | None) -> None:
     common: dict[str, Any] = {
         "metrics": daemon.metrics,
         "multus_conf": functools.partial(shim_config, conf),
+        "state_path": hotplug_state_path(conf.socket_dir),
     }
     cni_dir = conf.cni_dir or DEFAULT_CNI_DIR
     status = daemon.deps.status

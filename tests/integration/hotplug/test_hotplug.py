@@ -18,9 +18,7 @@ from tests.support.plugins import read_records
 from tests.support.thick import ThickCluster, wait_for
 
 NS = "default"
-#: The daemon's own state file, kept under cniDir across sandboxes.
 PYMULTUS = str(Path(sys.executable).with_name("pymultus"))
-STATE_FILE = "pymultus-records/.hotplug-state.json"
 
 
 def set_networks(world: ThickCluster, pod: PodId, value: str | None) -> None:
@@ -62,7 +60,7 @@ def wait_event(world: ThickCluster, reason: str, text: str) -> None:
 
 def hotplug_status(world: ThickCluster) -> dict[str, Any]:
     """``pymultus status --hotplug -o json``: the daemon's hot-plug state per pod."""
-    argv = [PYMULTUS, "status", "--hotplug", "-o", "json", "--cni-dir", str(world.cni_dir)]
+    argv = [PYMULTUS, "status", "--hotplug", "-o", "json", "--socket-dir", str(world.socket_dir)]
     proc = subprocess.run(argv, capture_output=True, text=True, check=True)
     state: dict[str, Any] = json.loads(proc.stdout)
     return state
@@ -84,15 +82,11 @@ def converge(world: ThickCluster, want_links: set[str], timeout: float = 10.0) -
     wait_for(lambda: links(world) == want_links, timeout, lambda: f"{links(world)} {world.tail()}")
 
 
-def left_over(world: ThickCluster) -> list[str]:
-    return [f for f in world.cache_files() if f != STATE_FILE]
-
-
 def teardown_leaves_nothing(world: ThickCluster, pod: PodId) -> None:
     world.shim("DEL", pod).check_ok()
     assert links(world) == {"lo"}
     assert world.allocations() == []
-    assert left_over(world) == []
+    assert world.cache_files() == []
 
 
 def test_add_one_then_remove_it(hot: ThickCluster) -> None:
@@ -346,7 +340,7 @@ def test_50_pods_edited_at_once_converge_within_30_s(hot: ThickCluster) -> None:
     with ThreadPoolExecutor(WORKERS) as pool:
         list(pool.map(lambda p: shim("DEL", p), pods))
     assert hot.allocations() == []
-    assert left_over(hot) == []
+    assert hot.cache_files() == []
 
 
 def test_off_by_default(thick: ThickCluster) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
+from pymultus.core import record
 from pymultus.core.deps import Deps
 from pymultus.core.reconcile import Outcome
-from pymultus.core.record import Attachment
+from pymultus.core.record import Attachment, SandboxRecord
 from pymultus.daemon.handler import Backend
 from pymultus.daemon.hotplug import BACKOFF_MAX, HotPlug, PodState, Retry
 from pymultus.daemon.metrics import Metrics
@@ -40,9 +42,12 @@ def sample_metric(metrics: Metrics, name: str, **labels: str) -> float:
 
 
 @pytest.fixture
-def hotplug() -> Iterator[HotPlug]:
+def hotplug(tmp_path: Path) -> Iterator[HotPlug]:
+    """A reconciler whose cniDir holds the record of one sandbox of ``KEY``."""
+    rec = SandboxRecord(container_id="c0ffee", netns="/x", pod_namespace=KEY[0], pod_name=KEY[1])
+    record.save(str(tmp_path), rec)
     with ThreadPoolExecutor(1) as pool:
-        yield HotPlug(Backend(Deps(), pool), NoPods(), "/nonexistent", metrics=Metrics())
+        yield HotPlug(Backend(Deps(), pool), NoPods(), str(tmp_path), metrics=Metrics())
 
 
 def test_failures_are_counted_and_shown_with_the_next_retry(hotplug: HotPlug) -> None:
