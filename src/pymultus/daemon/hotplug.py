@@ -40,7 +40,7 @@ from pymultus.daemon.handler import Backend
 from pymultus.daemon.metrics import Metrics
 from pymultus.daemon.watch import Store
 from pymultus.k8s.client import KubeApi
-from pymultus.k8s.objects import NETWORKS_ANNOTATION, STATUS_ANNOTATION, Pod
+from pymultus.k8s.objects import NETWORKS_ANNOTATION, STATUS_ANNOTATION, Nad, Pod
 from pymultus.k8s.refs import PodRef
 
 log = logging.getLogger(__name__)
@@ -124,25 +124,37 @@ class HotPlug:
         self._background: list[asyncio.Task[None]] = []
         self._unadoptable: set[Key] = set()
         self._store: Store[Pod] | None = None
+        self._nads: Store[Nad] | None = None
 
     def get(self, key: Key) -> Pod | None:
         return self.lookup.get(key)
 
-    async def start(self, store: Store[Pod] | None = None, poll: float | None = None) -> None:
-        """Listen on the watch cache's pod ``store``, or poll the pods of the records every
-        ``poll`` seconds (standalone: pod files change without events)."""
+    async def start(
+        self,
+        store: Store[Pod] | None = None,
+        *,
+        nads: Store[Nad] | None = None,
+        poll: float | None = None,
+    ) -> None:
+        """Listen on the watch cache's pod ``store`` (and ``nads``: a NAD that appears or
+        changes is retried at once by the pods waiting for it), or poll the pods of the
+        records every ``poll`` seconds (standalone: pod files change without events)."""
         if store is not None:
             store.on_change = self.pod_changed
             for key in store.all_keys():  # listed before we listened: catch up, adopt
                 self.pods[key] = PodState(seen=True)
             self._store = store
+        if nads is not None:
+            nads.on_change = self.nad_changed
+            self._nads = nads
         if poll is not None:
             self._background.append(asyncio.create_task(self._poll_loop(poll), name="hotplug-poll"))
         self._background.append(asyncio.create_task(self._resync_loop(), name="hotplug-resync"))
 
     async def stop(self) -> None:
-        if self._store is not None:
-            self._store.on_change = None
+        for store in (self._store, self._nads):
+            if store is not None:
+                store.on_change = None
         tasks = [*self._background, *self._tasks]
         for task in tasks:
             task.cancel()
@@ -165,6 +177,15 @@ class HotPlug:
         if state is not None and pod is not None and state.annotation == value:
             return
         self.schedule(key)
+
+    def nad_changed(self, nad: Key) -> None:
+        """A NAD event: the attachments waiting for a retry on it are tried now."""
+        for key, state in list(self.pods.items()):
+            waiting = [r for i, r in state.retries.items() if i[:2] == nad]
+            for retry in waiting:
+                retry.next_at = 0.0
+            if waiting:
+                self.schedule(key)
 
     def schedule(self, key: Key, delay: float = 0.0) -> None:
         state = self.pods.setdefault(key, PodState())

@@ -337,7 +337,7 @@ async def start_hotplug(daemon: Daemon, cache: WatchCache | None) -> None:
     if cache is not None and isinstance(status, ApiStatus):
         read = functools.partial(live_status, status.api)
         hotplug = HotPlug(backend, cache.pods, cni_dir, read_status=read, **common)
-        await hotplug.start(store=cache.pods)
+        await hotplug.start(cache.pods, nads=cache.nads)
     elif not daemon.deps.has_kubernetes:
         state_dir = conf.status_dir or DEFAULT_STATE_DIR
         deps_for = standalone_deps_for(

@@ -407,3 +407,34 @@ def test_status_entries_written_by_others_are_kept(hot: ThickCluster) -> None:
     wait_for(lambda: len(status(hot, pod)) == 3, 10.0, hot.tail)
     assert status(hot, pod)[-1] == ("other/sidecar-net", "sc0")
     teardown_leaves_nothing(hot, pod)
+
+
+def test_nad_created_later_is_attached_without_another_edit(hot: ThickCluster) -> None:
+    """A missing NAD: Warning, retries with backoff; once it is created the waiting
+    attachment is tried at once, not at the end of its backoff."""
+    nads(hot, "net-a")
+    pod = started(hot, "net-a")
+    set_networks(hot, pod, "net-a,late")
+    wait_event(hot, "NoNetworkFound", "(late)")
+
+    def failures() -> int:
+        pending = hotplug_status(hot).get("default/web", {}).get("pending", [])
+        return int(pending[0]["failures"]) if pending else 0
+
+    wait_for(lambda: failures() >= 4, 15.0, hot.tail)  # the next try is 8 s away
+    created = time.monotonic()
+    hot.put_nad(NS, "late", hot.bridge_nad("late", "pmblate", 30))
+    converge(hot, {"lo", "eth0", "net1", "net2"})
+    assert time.monotonic() - created < 3.0
+    wait_for(lambda: len(status(hot, pod)) == 3, 5.0)
+    teardown_leaves_nothing(hot, pod)
+
+
+def test_a_pass_follows_the_edit_at_once(hot: ThickCluster) -> None:
+    nads(hot, "net-a")
+    pod = started(hot, "")
+    edited = time.monotonic()
+    set_networks(hot, pod, "net-a")
+    converge(hot, {"lo", "eth0", "net1"})
+    assert time.monotonic() - edited < 3.0  # watch event + pass + one bridge ADD
+    teardown_leaves_nothing(hot, pod)
