@@ -27,6 +27,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import msgspec
+
 from pymultus.cni.chain import CNIConfig, RuntimeConf
 from pymultus.cni.convert import AnyResult, to_current
 from pymultus.cni.errors import CniError, InvalidConfigError, TryAgainLaterError, prefixed
@@ -96,7 +98,10 @@ def recorded(
         cni_path=list(req.cmd.path),
         multus_conf=req.cmd.stdin,
         attachments=[
-            record_entry(r.planned, r.rt, result, master=i == 0)
+            msgspec.structs.replace(
+                record_entry(r.planned, r.rt, result, master=i == 0),
+                device_info=msgspec.to_builtins(r.device_info) if r.device_info else None,
+            )
             for i, (r, result) in enumerate(zip(attached, results, strict=True))
         ],
     )

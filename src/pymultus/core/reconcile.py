@@ -202,16 +202,30 @@ def _add(
 
 def _save(req: Request, rec: SandboxRecord) -> None:
     """The record, and Go's delegate cache in step with it (so a DEL by either finds all)."""
-    record.save(req.conf.cni_dir, rec)
-    scratch.save(req.conf.cni_dir, rec.container_id, _delegates(rec))
+    cni_dir = req.conf.cni_dir
+    record.save(cni_dir, rec)
+    try:
+        cached = scratch.load(cni_dir, rec.container_id) or []
+    except CniError:
+        cached = []  # rebuilt from the record
+    scratch.save(cni_dir, rec.container_id, delegates_of(rec, cached))
 
 
-def _delegates(rec: SandboxRecord) -> list[Delegate]:
-    """The delegate cache of the record: each attachment's bytes with its interface name
-    pinned (``ifnameRequest``), so removing one never renumbers the others."""
+def delegates_of(rec: SandboxRecord, cached: Sequence[Delegate]) -> list[Delegate]:
+    """The delegate cache of the record: the cached delegate of each attachment as ADD wrote
+    it (its requests, device, gateway flags), a new one for a hot-plugged attachment; every
+    secondary's interface name pinned (``ifnameRequest``), so removing one never renumbers
+    the others."""
+    master = rec.attachments[0].ifname if rec.attachments else "eth0"
+    by_key = {
+        (d.name, d.ifname_request or (master if i == 0 else f"net{i}")): d
+        for i, d in enumerate(cached)
+    }
     out = []
     for i, a in enumerate(rec.attachments):
-        d = Delegate(raw=a.config, name=a.network, is_list=a.is_list)
+        d = by_key.get((a.network, a.ifname)) or Delegate(
+            raw=a.config, name=a.network, is_list=a.is_list
+        )
         out.append(d if i == 0 else replace(d, ifname_request=a.ifname))
     return out
 
@@ -226,7 +240,7 @@ def render_status(rec: SandboxRecord, current: str = "", gone: Sequence[Attachme
         if a.result is None or a.state == PENDING:
             continue
         result = msgspec.convert(a.result, Result)
-        entries += statuses_for_result(result, a.network, i == 0)
+        entries += statuses_for_result(result, a.network, i == 0, a.device_info)
     ours = {a.network for a in (*rec.attachments, *gone)}
     return render_network_status(entries + [e for e in _parsed(current) if e.name not in ours])
 

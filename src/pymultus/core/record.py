@@ -56,6 +56,7 @@ class Attachment(msgspec.Struct, kw_only=True, omit_defaults=True):
     capability_args: dict[str, Any] = msgspec.field(default_factory=dict)
     state: str = ATTACHED
     result: dict[str, Any] | None = None  # the delegate's result in the current version
+    device_info: dict[str, Any] | None = None  # what network-status shows as device-info
 
     @property
     def identity(self) -> tuple[str, str, str]:

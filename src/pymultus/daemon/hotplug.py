@@ -25,7 +25,6 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pymultus.cni.atomic import write_atomic
@@ -37,15 +36,12 @@ from pymultus.core.deps import Deps
 from pymultus.core.reconcile import Outcome, reconcile
 from pymultus.core.record import ANNOTATION, SandboxRecord
 from pymultus.daemon.handler import Backend
+from pymultus.daemon.hotplug_state import Key, PodState, Retry, snapshot
 from pymultus.daemon.metrics import Metrics
 from pymultus.daemon.watch import Store
-from pymultus.k8s.client import KubeApi
-from pymultus.k8s.objects import NETWORKS_ANNOTATION, STATUS_ANNOTATION, Nad, Pod
-from pymultus.k8s.refs import PodRef
+from pymultus.k8s.objects import NETWORKS_ANNOTATION, Nad, Pod
 
 log = logging.getLogger(__name__)
-
-Key = tuple[str, str]
 
 
 class PodLookup(Protocol):
@@ -54,44 +50,7 @@ class PodLookup(Protocol):
         ...
 
 
-BACKOFF_INITIAL = 1.0
-BACKOFF_MAX = 300.0
 RESYNC_SECONDS = 60.0
-
-
-@dataclass
-class Retry:
-    failures: int = 0
-    next_at: float = 0.0  # time.time()
-    last_error: str = ""
-
-    def fail(self, error: str, now: float) -> None:
-        self.failures += 1
-        delay = min(BACKOFF_INITIAL * 2 ** (self.failures - 1), BACKOFF_MAX)
-        self.next_at, self.last_error = now + delay, error
-
-
-@dataclass
-class PodState:
-    annotation: str | None = None
-    #: Passed over before: a pod seen for the first time may not have a sandbox yet, so
-    #: a missing record is not looked for in the caches then.
-    seen: bool = False
-    retries: dict[Identity, Retry] = field(default_factory=dict)
-    status_retry: Retry | None = None
-    invalid: str = ""  # the error of the annotation value last refused
-    running: bool = False
-    again: bool = False
-    timer: asyncio.TimerHandle | None = None
-    attached: list[str] = field(default_factory=list)
-
-
-def live_status(api: KubeApi, pod: Pod) -> str:
-    """The pod's network-status as the API has it now (the watch cache does not keep it)."""
-    raw = api.get_pod(PodRef(pod.namespace, pod.name, pod.uid)) or {}
-    annotations = raw.get("metadata", {}).get("annotations") or {}
-    value = annotations.get(STATUS_ANNOTATION, "")
-    return value if isinstance(value, str) else ""
 
 
 class HotPlug:
@@ -392,30 +351,8 @@ class HotPlug:
         self.metrics.hotplug_pending.set(sum(len(s.retries) for s in self.pods.values()))
 
     def snapshot(self) -> dict[str, Any]:
-        """Per pod with a sandbox: attached, pending (waiting for a retry) with the last
-        error and the next retry."""
-        with_record = set(self._record_keys())
-        pods: dict[str, Any] = {}
-        for (ns, name), state in sorted(self.pods.items()):
-            if (ns, name) not in with_record:
-                continue
-            pending = [
-                {
-                    "network": f"{i[0]}/{i[1]}",
-                    "interface": i[2],
-                    "error": r.last_error,
-                    "failures": r.failures,
-                    "nextRetry": r.next_at,
-                }
-                for i, r in state.retries.items()
-            ]
-            entry: dict[str, Any] = {"attached": state.attached, "pending": pending}
-            if state.status_retry is not None:
-                entry["statusError"] = state.status_retry.last_error
-            if state.invalid:
-                entry["invalid"] = state.invalid
-            pods[f"{ns}/{name}"] = entry
-        return {"pods": pods}
+        """Per pod with a sandbox: attached, pending with the last error and next retry."""
+        return snapshot(self.pods, set(self._record_keys()))
 
     def _write_state(self) -> None:
         if not self.state_path:

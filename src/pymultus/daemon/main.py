@@ -54,13 +54,14 @@ from pymultus.daemon.delegate_api import DelegateHandler
 from pymultus.daemon.events import BackgroundEvents
 from pymultus.daemon.executor import DEFAULT_DELEGATE_LIMIT, LimitedExecutor
 from pymultus.daemon.handler import Backend, CniHandler
-from pymultus.daemon.hotplug import HotPlug, live_status
+from pymultus.daemon.hotplug import HotPlug
 from pymultus.daemon.hotplug_files import (
     POLL_SECONDS,
     FilePodLookup,
     file_status,
     standalone_deps_for,
 )
+from pymultus.daemon.hotplug_state import live_status
 from pymultus.daemon.metrics import Metrics
 from pymultus.daemon.server import Health, HttpServer, daemon_routes, metrics_routes
 from pymultus.daemon.watch import async_client_factory

@@ -10,6 +10,8 @@ import pytest
 
 from pymultus.cni.errors import DecodeError
 from pymultus.core import record
+from pymultus.core.delegate import Delegate
+from pymultus.core.reconcile import delegates_of
 from pymultus.core.record import Attachment, SandboxRecord
 
 
@@ -71,3 +73,30 @@ def test_cached_result_of_any_version_becomes_1x() -> None:
     assert converted["ips"][0]["address"] == "198.18.0.2/24"
     assert record.result_of_cache(b"") is None
     assert record.result_of_cache(b"garbage") is None
+
+
+def test_delegate_cache_follows_the_record_and_keeps_what_add_cached() -> None:
+    cluster = Delegate(raw=b'{"type":"bridge"}', name="cluster", is_list=False)
+    cold_a = Delegate(raw=b"{}", name="default/a", is_list=False, device_id="0000:01:00.1")
+    cold_b = Delegate(raw=b"{}", name="default/b", is_list=False, mac_request="02:00:00:00:00:02")
+    rec = SandboxRecord(
+        container_id="c1",
+        netns="/x",
+        attachments=[
+            Attachment(network="cluster", ifname="eth0", origin=record.CLUSTER, config=b"{}"),
+            # net1 (default/a) was hot-unplugged; net3 (default/c) hot-plugged
+            Attachment(network="default/b", ifname="net2", origin=record.ANNOTATION, config=b"{}"),
+            Attachment(
+                network="default/c", ifname="net3", origin=record.ANNOTATION, config=b'{"c":1}'
+            ),
+        ],
+    )
+    out = delegates_of(rec, [cluster, cold_a, cold_b])
+    assert [(d.name, d.ifname_request) for d in out] == [
+        ("cluster", ""),
+        ("default/b", "net2"),
+        ("default/c", "net3"),
+    ]
+    assert out[0] is cluster
+    assert out[1].mac_request == "02:00:00:00:00:02"
+    assert out[2].raw == b'{"c":1}'

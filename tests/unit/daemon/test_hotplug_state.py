@@ -14,7 +14,8 @@ from pymultus.core.deps import Deps
 from pymultus.core.reconcile import Outcome
 from pymultus.core.record import Attachment, SandboxRecord
 from pymultus.daemon.handler import Backend
-from pymultus.daemon.hotplug import BACKOFF_MAX, HotPlug, PodState, Retry
+from pymultus.daemon.hotplug import HotPlug
+from pymultus.daemon.hotplug_state import BACKOFF_MAX, PodState, Retry
 from pymultus.daemon.metrics import Metrics
 
 KEY = ("default", "web")
