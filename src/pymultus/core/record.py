@@ -148,17 +148,43 @@ def remove(cni_dir: str, container_id: str) -> None:
 def load_all(cni_dir: str) -> list[SandboxRecord]:
     """Every readable record (a corrupt one is skipped: it is reported when its sandbox
     is reconciled)."""
-    directory = record_dir(cni_dir)
-    try:
-        names = sorted(os.listdir(directory))
-    except FileNotFoundError:
-        return []
-    found = []
-    for name in names:
-        if not name.endswith(".json") or name.startswith("."):
-            continue
-        with contextlib.suppress(CniError):
-            record = load(cni_dir, name[: -len(".json")])
-            if record is not None:
-                found.append(record)
-    return found
+    return RecordCache(cni_dir).all()
+
+
+class RecordCache:
+    """``load_all`` for a caller that asks often (the reconciler, on every pass and resync):
+    a record is parsed again only when its file changed (size, mtime or inode)."""
+
+    def __init__(self, cni_dir: str) -> None:
+        self.cni_dir = cni_dir
+        self._seen: dict[str, tuple[tuple[int, ...], SandboxRecord]] = {}
+
+    def all(self) -> list[SandboxRecord]:
+        directory = record_dir(self.cni_dir)
+        try:
+            names = sorted(os.listdir(directory))
+        except FileNotFoundError:
+            return []
+        seen: dict[str, tuple[tuple[int, ...], SandboxRecord]] = {}
+        for name in names:
+            if name.endswith(".json") and not name.startswith("."):
+                found = self._read(os.path.join(directory, name), name)
+                if found is not None:
+                    seen[name] = found
+        self._seen = seen
+        return [rec for _, rec in seen.values()]
+
+    def _read(self, path: str, name: str) -> tuple[tuple[int, ...], SandboxRecord] | None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        sig = (st.st_mtime_ns, st.st_size, st.st_ino)
+        cached = self._seen.get(name)
+        if cached is not None and cached[0] == sig:
+            return cached
+        try:
+            rec = load(self.cni_dir, name[: -len(".json")])
+        except CniError:
+            return None
+        return None if rec is None else (sig, rec)

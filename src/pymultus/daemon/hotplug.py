@@ -72,6 +72,7 @@ class HotPlug:
         self.backend = backend
         self.lookup = pods
         self.cni_dir = cni_dir
+        self._records = record.RecordCache(cni_dir)
         self.metrics = metrics
         self.resync = resync
         self.multus_conf = multus_conf
@@ -179,7 +180,7 @@ class HotPlug:
             await asyncio.sleep(self.resync)
 
     def _record_keys(self) -> list[Key]:
-        return [r.pod_key for r in record.load_all(self.cni_dir) if r.pod_name]
+        return [r.pod_key for r in self._records.all() if r.pod_name]
 
     async def _run(self, key: Key) -> None:
         state = self.pods[key]
@@ -228,7 +229,7 @@ class HotPlug:
         a line is logged once."""
         found = [
             r
-            for r in record.load_all(self.cni_dir)
+            for r in self._records.all()
             if r.pod_key == (pod.namespace, pod.name) and pod.uid in ("", r.pod_uid or pod.uid)
         ]
         found.sort(key=lambda r: os.path.exists(r.netns), reverse=True)
