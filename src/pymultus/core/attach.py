@@ -9,8 +9,8 @@ Desired = the pod's networks annotation, parsed and checked exactly as for ADD; 
   Multus chose (``net<N>``), in record order; so reordering the annotation changes nothing
   and an existing interface is never renamed;
 - a new unnamed element gets the lowest free ``net<K>`` (K >= 1): not in the record (those
-  being removed included: their DEL may fail), not requested by another element, not a link
-  in the netns;
+  being removed and half-added ones included: their DEL may fail), not requested by another
+  element, not a link in the netns;
 - a changed ``ips``/``mac``/``cni-args`` on a matched element changes nothing.
 
 An explicit name that another origin's attachment (the cluster network, ``defaultNetworks``,
@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pymultus.cni.errors import InvalidConfigError
-from pymultus.core.record import ANNOTATION, Attachment, SandboxRecord
+from pymultus.core.record import ANNOTATION, PENDING, Attachment, SandboxRecord
 from pymultus.k8s.objects import NETWORKS_ANNOTATION, Pod
 from pymultus.k8s.selection import NetworkSelection, check_gateways, parse_networks_annotation
 
@@ -68,7 +68,7 @@ def plan(
     link_exists: Callable[[str], bool],
 ) -> Plan:
     """What one pass does; raises ``InvalidConfigError`` for a desired set it cannot take."""
-    current = [a for a in rec.attachments if a.origin == ANNOTATION]
+    current = [a for a in rec.attachments if a.origin == ANNOTATION and a.state != PENDING]
     fixed = {a.ifname for a in rec.attachments if a.origin != ANNOTATION}
     explicit = {s.interface for s in selections if s.interface}
     for i, sel in enumerate(selections):
@@ -92,7 +92,7 @@ def plan(
             if found is not None:
                 matched[i] = found
     # Names of attachments being removed stay taken in this pass: their DEL may fail.
-    used = fixed | explicit | {a.ifname for a in current}
+    used = explicit | {a.ifname for a in rec.attachments}
     add: list[Wanted] = []
     for i, sel in enumerate(selections):
         if i in matched:

@@ -110,12 +110,14 @@ def reconcile(
 
 
 def _forget_pending(req: Request, cni: CNIConfig, rec: SandboxRecord) -> None:
-    """DEL what a dead daemon may have half-added (libcni DEL of nothing is fine)."""
+    """DEL what a dead daemon may have half-added (libcni DEL of nothing is fine). One whose
+    DEL fails stays recorded, its name taken, and is tried again by the next pass."""
     for a in [a for a in rec.attachments if a.state == PENDING]:
         try:
             _delete(cni, rec, a)
         except CniError as exc:
             log.warning("DEL of half-added %s on %s failed: %s", a.network, a.ifname, exc)
+            continue
         rec.attachments.remove(a)
         _save(req, rec)
 

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from pymultus.cni.errors import InvalidConfigError
 from pymultus.core.attach import plan
-from pymultus.core.record import ANNOTATION, CLUSTER, DEFAULT_NETWORKS, Attachment, SandboxRecord
+from pymultus.core.record import (
+    ANNOTATION,
+    CLUSTER,
+    DEFAULT_NETWORKS,
+    PENDING,
+    Attachment,
+    SandboxRecord,
+)
 from pymultus.k8s.selection import parse_networks_annotation
 
 NS = "default"
@@ -92,3 +100,8 @@ def test_a_name_held_by_another_origin_is_refused(annotation: str) -> None:
     with pytest.raises(InvalidConfigError) as err:
         run(annotation, rec)
     assert err.value.field == "k8s.v1.cni.cncf.io/networks[0].interface"
+
+
+def test_a_half_added_attachment_is_not_kept_and_its_name_stays_taken() -> None:
+    half = msgspec.structs.replace(attached("a", "net1"), state=PENDING)
+    assert run("a", sandbox(half)) == ([], [("a", "net2")], [])
