@@ -107,11 +107,18 @@ class HotPlug:
         if nads is not None:
             nads.on_change = self.nad_changed
             self._nads = nads
+        loop = asyncio.get_running_loop()
+
+        def on_attached(key: Key) -> None:  # from a worker thread
+            loop.call_soon_threadsafe(self.attached, key)
+
+        self.backend.on_attached = on_attached
         if poll is not None:
             self._background.append(asyncio.create_task(self._poll_loop(poll), name="hotplug-poll"))
         self._background.append(asyncio.create_task(self._resync_loop(), name="hotplug-resync"))
 
     async def stop(self) -> None:
+        self.backend.on_attached = None
         for store in (self._store, self._nads):
             if store is not None:
                 store.on_change = None
@@ -136,6 +143,12 @@ class HotPlug:
             return  # gone, and never seen: nothing to do
         if state is not None and pod is not None and state.annotation == value:
             return
+        self.schedule(key)
+
+    def attached(self, key: Key) -> None:
+        """The runtime's ADD of the pod just succeeded: its record is there now, so pass
+        over it (its selection may have changed while the ADD ran)."""
+        self.pods.setdefault(key, PodState()).seen = True
         self.schedule(key)
 
     def nad_changed(self, nad: Key) -> None:

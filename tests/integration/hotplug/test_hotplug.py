@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from tests.integration.hotplug.helpers import (
     NS,
@@ -24,7 +25,7 @@ from tests.integration.hotplug.helpers import (
     teardown_leaves_nothing,
     wait_event,
 )
-from tests.support.multus import STATUS
+from tests.support.multus import NETWORKS, STATUS
 from tests.support.thick import ThickCluster, wait_for
 
 
@@ -181,4 +182,20 @@ def test_a_pass_follows_the_edit_at_once(hot: ThickCluster) -> None:
     set_networks(hot, pod, "net-a")
     converge(hot, {"lo", "eth0", "net1"})
     assert time.monotonic() - edited < 3.0  # watch event + pass + one bridge ADD
+    teardown_leaves_nothing(hot, pod)
+
+
+def test_an_edit_during_the_runtimes_add_is_applied_after_it(hot: ThickCluster) -> None:
+    slow = hot.recorder_nad("rec-slow", behaviour={"ADD": {"action": "ok", "delay": 2}})
+    hot.put_nad(NS, "rec-slow", slow)
+    nads(hot, "net-b")
+    pod = hot.put_pod(NS, "web", {NETWORKS: "rec-slow"})
+    hot.start_daemon()
+    with ThreadPoolExecutor(1) as pool:
+        adding = pool.submit(hot.shim, "ADD", pod)
+        wait_for(lambda: calls(hot, "rec-slow") == [("ADD", "net1")], 10.0, hot.tail)
+        set_networks(hot, pod, "rec-slow,net-b")  # the ADD read the pod before this
+        adding.result().check_ok()
+    converge(hot, {"lo", "eth0", "net2"})  # the recorder makes no link
+    wait_for(lambda: len(status(hot, pod)) == 3, 5.0)
     teardown_leaves_nothing(hot, pod)
