@@ -4,10 +4,11 @@ A pod attached before ``hotPlug`` was turned on, or by Go Multus before the swit
 record. What it has: Go's delegate cache ``<cniDir>/<containerID>`` (the delegates in order,
 with their interface requests) and libcni's result cache ``<cniDir>/results/`` (per
 attachment the exact config, CNI_ARGS, capability args, result and, with a recent libcni,
-the netns). The sandbox of a pod is the one whose cached CNI_ARGS name the pod and its UID;
-it is adopted when its netns still exists and its delegate cache can be read. Origins: the
-first delegate is the cluster network, NADs named in ``defaultNetworks`` keep their origin,
-other NADs (``ns/name``) came from the annotation, anything else is left alone.
+the netns; in an older cache the netns is the ``sandbox`` of an interface of the result).
+The sandbox of a pod is the one whose cached CNI_ARGS name the pod and its UID; it is
+adopted when its netns still exists and its delegate cache can be read. Origins: the first
+delegate is the cluster network, NADs named in ``defaultNetworks`` keep their origin, other
+NADs (``ns/name``) came from the annotation, anything else is left alone.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from collections.abc import Sequence
 
 from pymultus.cni import cache
 from pymultus.cni.cache import CacheEntry
+from pymultus.cni.convert import to_current
 from pymultus.cni.errors import CniError
+from pymultus.cni.result import parse_result
 from pymultus.config.multus import MultusConf, parse_multus_conf
 from pymultus.core import record, scratch
 from pymultus.core.delegate import Delegate
@@ -31,10 +34,11 @@ def adopt(
     """The record of the pod's live sandbox, built from the caches; None when there is no
     such sandbox or its caches do not tell enough."""
     entries = [e for e in cache.list_attachments(cni_dir) if _of_pod(e, pod)]
-    live = [e for e in entries if e.netns and os.path.exists(e.netns)]
+    live = [(e, path) for e in entries if (path := netns_of(e)) and os.path.exists(path)]
     if not live:
         return None
-    cid, netns = live[0].container_id, live[0].netns
+    (first, netns) = live[0]
+    cid = first.container_id
     try:
         delegates = scratch.load(cni_dir, cid)
         conf = parse_multus_conf(multus_conf)
@@ -43,7 +47,7 @@ def adopt(
     if not delegates:
         return None
     by_key = {(e.network_name, e.ifname): e for e in entries if e.container_id == cid}
-    args = live[0].cni_args
+    args = first.cni_args
     return SandboxRecord(
         container_id=cid,
         netns=netns,
@@ -57,6 +61,20 @@ def adopt(
             _attachment(d, i, conf, by_key, ifname=_ifname(d, i)) for i, d in enumerate(delegates)
         ],
     )
+
+
+def netns_of(entry: CacheEntry) -> str:
+    """The sandbox's netns: the cache entry's (libcni >= 1.2 records it), else the
+    ``sandbox`` of an interface in its result (what older caches, Go Multus's included,
+    have)."""
+    if entry.netns:
+        return entry.netns
+    try:
+        result = to_current(parse_result(entry.result)) if entry.result else None
+    except CniError:
+        return ""
+    sandboxes = [i.sandbox for i in result.interfaces if i.sandbox] if result else []
+    return sandboxes[0] if sandboxes else ""
 
 
 def _of_pod(entry: CacheEntry, pod: Pod) -> bool:
