@@ -189,3 +189,15 @@ def test_nad_created_later_is_attached_without_another_edit(hot: ThickCluster) -
     assert time.monotonic() - created < 3.0
     wait_for(lambda: len(status(hot, pod)) == 3, 5.0)
     teardown_leaves_nothing(hot, pod)
+
+
+def test_failing_removal_keeps_the_attachment_listed_and_warns(hot: ThickCluster) -> None:
+    stuck = hot.recorder_nad("rec-stuck", behaviour={"DEL": {"action": "error", "msg": "stuck"}})
+    hot.put_nad(NS, "rec-stuck", stuck)
+    nads(hot, "net-b")
+    pod = started(hot, "rec-stuck,net-b")
+    set_networks(hot, pod, "net-b")
+    wait_event(hot, "FailedRemovingInterface", "failed removing interface net1 from network")
+    wait_for(lambda: pending_failures(hot) >= 2, 10.0, hot.tail)  # retried
+    assert [s[0] for s in status(hot, pod)] == ["pm-cluster", "default/rec-stuck", "default/net-b"]
+    assert links(hot) == {"lo", "eth0", "net2"}
