@@ -209,8 +209,10 @@ class HotPlug:
                     break
         finally:
             state.running = False
-        if self.get(key) is None and key in self.pods:
-            del self.pods[key]
+        if self.get(key) is None:  # the pod is gone: forget it
+            if state.timer is not None:
+                state.timer.cancel()
+            self.pods.pop(key, None)
         self._write_state()
 
     # --- one pass -----------------------------------------------------------------------
