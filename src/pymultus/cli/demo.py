@@ -116,15 +116,20 @@ def _run(lab: Lab) -> bool:
     return _detach(lab, config) and traffic and hotplug
 
 
-def _links_of(lab: Lab, pod: str) -> set[str]:
-    return {link["ifname"] for link in manage.ip_json(lab.pod_netns(pod), "link", "show")}
+def _hotplugged(lab: Lab, pod: str) -> tuple[bool, bool]:
+    """(``net3`` is in the pod with an IPv4 address, the pod's network-status lists it)."""
+    found = manage.ip_json(lab.pod_netns(pod), "-4", "addr", "show")
+    link = any(x["ifname"] == "net3" and x.get("addr_info") for x in found)
+    status = lab.path("status", NAMESPACE, f"{pod}.json").read_text()
+    return link, f"{NAMESPACE}/{HOTPLUG_NAD}" in status
 
 
 def _wait_links(lab: Lab, pod: str, present: bool, timeout: float = 10.0) -> float | None:
-    """Seconds until ``net3`` is (or is no longer) in the pod; None after ``timeout``."""
+    """Seconds until ``net3`` is set up in the pod and in its network-status (or gone from
+    both); None after ``timeout``."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
-        if ("net3" in _links_of(lab, pod)) == present:
+        if _hotplugged(lab, pod) == (present, present):
             return time.monotonic() - started
         time.sleep(0.05)
     return None
