@@ -73,11 +73,11 @@ def cmd_add(req: Request, deps: Deps) -> AnyResult:
     try:
         results = _attach_all(req, deps, cni, planned=planned, ifnames=ifnames, attached=attached)
         _after_attach(req, deps, pod, attached, results)
+        if deps.keep_records:  # hot-plug's record; a failure to keep it fails the ADD too
+            record.save(req.conf.cni_dir, recorded(req, pod, attached, results))
     except Exception:
         _rollback(req, cni, attached)
         raise
-    if deps.keep_records:
-        record.save(req.conf.cni_dir, recorded(req, pod, attached, results))
     for r, result in zip(attached, results, strict=True):
         emit_added(deps, pod, r.rt.ifname, r.planned.delegate.name, result)
     return results[0]
