@@ -78,6 +78,7 @@ _WATCH_VERBS = ["get", "global_list", "global_watch", "list", "watch"]
 
 class _PodSpec(msgspec.Struct, kw_only=True):
     nodeName: str = ""
+    hostNetwork: bool = False
 
 
 class _NadSpec(msgspec.Struct, kw_only=True):
@@ -127,6 +128,7 @@ def pod_view(obj: CachedPod) -> tuple[Key, Pod]:
         annotations=kept_annotations(meta.annotations),
         node_name=sys.intern(obj.spec.nodeName),
         resource_version=meta.resourceVersion,
+        host_network=obj.spec.hostNetwork,
     )
     return key, pod
 

@@ -225,7 +225,12 @@ class HotPlug:
         value = pod.annotations.get(NETWORKS_ANNOTATION, "")
         first_sight, state.seen = not state.seen, True
         if value != state.annotation:
+            edited = state.annotation is not None
             state.annotation, state.retries, state.invalid = value, {}, ""
+            if pod.host_network:
+                self._rejected(pod, edited)
+        if pod.host_network:
+            return
         rec = self._record_of(pod, adopt_it=not first_sight)
         if rec is None:
             return
@@ -319,6 +324,16 @@ class HotPlug:
             f"{a.network}@{a.ifname}" for a in rec.attachments if a.origin == ANNOTATION
         ]
         return outcome
+
+    def _rejected(self, pod: Pod, edited: bool) -> None:
+        """A host-network pod has no netns of its own: its edits are refused, as the
+        external controller refuses them (``InterfaceAddRejected``)."""
+        events = self.backend.deps.events
+        if edited and events is not None:
+            message = (
+                f"pod [{pod.namespace}/{pod.name}]: will not add interface to host networked pod"
+            )
+            events.emit(pod, "Warning", "InterfaceAddRejected", message)
 
     def _refused(self, pod: Pod, state: PodState, exc: CniError) -> None:
         """A desired set that cannot be taken: nothing changes, one Warning per value."""

@@ -25,6 +25,7 @@ class Pod:
     annotations: Mapping[str, str] = field(default_factory=dict)
     node_name: str = ""
     resource_version: str = ""
+    host_network: bool = False  # spec.hostNetwork: no sandbox netns, nothing to hot-plug
 
     @property
     def is_static(self) -> bool:
@@ -42,6 +43,7 @@ class Pod:
             annotations=dict(meta.get("annotations") or {}),
             node_name=(obj.get("spec") or {}).get("nodeName", ""),
             resource_version=meta.get("resourceVersion", ""),
+            host_network=(obj.get("spec") or {}).get("hostNetwork") is True,
         )
 
 

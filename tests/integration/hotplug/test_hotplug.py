@@ -25,7 +25,7 @@ from tests.integration.hotplug.helpers import (
     teardown_leaves_nothing,
     wait_event,
 )
-from tests.support.multus import NETWORKS, STATUS
+from tests.support.multus import NETWORKS, STATUS, PodId
 from tests.support.thick import ThickCluster, wait_for
 
 
@@ -199,3 +199,15 @@ def test_an_edit_during_the_runtimes_add_is_applied_after_it(hot: ThickCluster) 
     converge(hot, {"lo", "eth0", "net2"})  # the recorder makes no link
     wait_for(lambda: len(status(hot, pod)) == 3, 5.0)
     teardown_leaves_nothing(hot, pod)
+
+
+def test_host_network_pod_edit_is_rejected_with_an_event(hot: ThickCluster) -> None:
+    meta = {"namespace": NS, "name": "hostnet", "annotations": {NETWORKS: ""}}
+    spec = {"nodeName": hot.node, "hostNetwork": True, "containers": [{"name": "c"}]}
+    hot.api.put_object({"kind": "Pod", "metadata": meta, "spec": spec})
+    nads(hot, "net-a")
+    hot.start_daemon()
+    pod = PodId(NS, "hostnet", "", container_id="")
+    time.sleep(0.5)  # the daemon has seen the pod as it was
+    set_networks(hot, pod, "net-a")
+    wait_event(hot, "InterfaceAddRejected", "will not add interface to host networked pod")
