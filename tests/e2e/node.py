@@ -222,6 +222,7 @@ class Node:
             "statusDir": str(self.path("status")),
             "logFile": str(self.path("daemon.log")),
             "logLevel": "verbose",
+            "hotPlug": True,  # as deploy/ sets it; test_hotplug.py edits running pods
         }
 
     def start_containerd(self) -> Containerd:

@@ -29,5 +29,7 @@ def test_demo_runs_and_leaves_nothing() -> None:
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "nothing" in out.stdout.lower() or "no namespace" in out.stdout.lower()
+    for step in ("net3 appeared in pod-a", "over net3", "net3 left pod-a"):  # hot-plug
+        assert step in out.stdout, out.stdout
     assert _netns() == netns_before
     assert _links() == links_before

@@ -126,6 +126,7 @@ class StandInApiServer:
         self.request_log: list[LoggedRequest] = []
         self._lock = threading.Lock()
         self._failures: list[tuple[int, bool]] = []
+        self._path_failures: list[tuple[str, str, int]] = []  # method, path suffix, status
         self._drops = 0
         self._delay = 0.0
         self._port = 0
@@ -219,6 +220,12 @@ class StandInApiServer:
         with self._lock:
             self._failures.extend([(status, plain)] * n)
 
+    def fail_matching(self, method: str, path_suffix: str, n: int = 1, status: int = 500) -> None:
+        """Answer the next ``n`` ``method`` requests whose path ends with ``path_suffix``
+        with ``status`` (other requests are served as usual, whatever runs concurrently)."""
+        with self._lock:
+            self._path_failures.extend([(method, path_suffix, status)] * n)
+
     def drop_next(self, n: int = 1) -> None:
         """Reset the connection of the next ``n`` requests without answering."""
         with self._lock:
@@ -282,8 +289,12 @@ class StandInApiServer:
 
     # --- for the handler ------------------------------------------------------------------
 
-    def _take_fault(self) -> tuple[str, int, bool]:
+    def _take_fault(self, entry: LoggedRequest) -> tuple[str, int, bool]:
         with self._lock:
+            for i, (method, suffix, status) in enumerate(self._path_failures):
+                if entry.method == method and entry.path.endswith(suffix):
+                    del self._path_failures[i]
+                    return "fail", status, False
             if self._drops:
                 self._drops -= 1
                 return "drop", 0, False
@@ -345,7 +356,7 @@ class _Handler(BaseHTTPRequestHandler):
             api.on_request(entry)
         if api._delay:
             time.sleep(api._delay)
-        fault, status, plain = api._take_fault()
+        fault, status, plain = api._take_fault(entry)
         if fault == "drop":
             self._reset()
             return

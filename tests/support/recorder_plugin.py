@@ -8,7 +8,8 @@ Config keys (from stdin, over defaults from an optional sidecar file ``<executab
 which is how VERSION, whose stdin carries no config, is steered):
 
 * ``recordFile``: append one JSON line per call: ``command``, ``env`` (every ``CNI_*``
-  variable), ``stdin`` (text), ``stdinB64`` (exact bytes), ``pid``, ``argv0``, ``childPid``.
+  variable), ``stdin`` (text), ``stdinB64`` (exact bytes), ``pid``, ``argv0``, ``childPid``,
+  ``time`` (epoch seconds).
 * ``behaviour``: ``{VERB: ACTION or {"action": ACTION, ...per-verb keys}, ...defaults}``.
   Actions: ``ok`` (default), ``error`` (error JSON on stdout, exit 1), ``garbage`` (non-JSON
   on stdout, exit 1), ``garbage-ok`` (non-JSON on stdout, exit 0), ``crash`` (SIGKILL
@@ -83,6 +84,7 @@ def record(conf, command, stdin, child_pid):
         "pid": os.getpid(),
         "argv0": sys.argv[0],
         "childPid": child_pid,
+        "time": time.time(),
     }
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(entry, sort_keys=True) + "\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -13,8 +14,10 @@ from rich.console import Console
 from rich.table import Table
 
 from pymultus.cni.errors import CniError
+from pymultus.config.daemon import DEFAULT_SOCKET_DIR
 from pymultus.config.multus import DEFAULT_BIN_DIR, DEFAULT_CNI_DIR
 from pymultus.core import inventory
+from pymultus.core.record import hotplug_state_path
 from pymultus.k8s.files import DEFAULT_STATE_DIR
 
 console = Console()
@@ -75,10 +78,20 @@ def status(
     ] = None,
     cni_dir: Annotated[str, typer.Option(help="Multus cniDir")] = DEFAULT_CNI_DIR,
     output: Annotated[str, typer.Option("--output", "-o", help="table or json")] = "table",
+    hotplug: Annotated[
+        bool, typer.Option("--hotplug", help="only the daemon's hot-plug state per pod")
+    ] = False,
+    socket_dir: Annotated[
+        str, typer.Option(help="the daemon's socketDir (its hot-plug state is there)")
+    ] = DEFAULT_SOCKET_DIR,
 ) -> None:
-    """What is attached on this node: pod, interface, network, IPs, MAC, default."""
+    """What is attached on this node: pod, interface, network, IPs, MAC, default; and, when
+    the daemon hot-plugs, per pod what it attached and what is pending or failing."""
     if output not in ("table", "json"):
         raise typer.BadParameter(f"{output!r}: use table or json", param_hint="'--output'")
+    if hotplug:
+        _hotplug_status(socket_dir, pod, output)
+        return
     rows: list[dict[str, Any]] = []
     for box in inventory.sandboxes(cni_dir):
         if pod and pod not in (box.pod, box.pod.split("/")[-1]):
@@ -116,6 +129,40 @@ def status(
             "yes" if r["default"] else "",
         )
     console.print(table)
+    if os.path.exists(hotplug_state_path(socket_dir)):
+        _hotplug_status(socket_dir, pod, output)
+
+
+def _hotplug_status(socket_dir: str, pod: str | None, output: str) -> None:
+    """The hot-plug state the daemon last wrote: attached, pending (with the last error
+    and the next retry)."""
+    try:
+        with open(hotplug_state_path(socket_dir), "rb") as fh:
+            state: dict[str, Any] = json.load(fh).get("pods", {})
+    except (OSError, ValueError):
+        state = {}
+    if pod:
+        state = {k: v for k, v in state.items() if pod in (k, k.split("/")[-1])}
+    if output == "json":
+        sys.stdout.write(json.dumps(state, indent=2) + "\n")
+        return
+    table = Table(title="hot-plug (the daemon's last pass per pod)")
+    for col in ("pod", "attached", "pending", "last error", "next retry"):
+        table.add_column(col)
+    for name, entry in sorted(state.items()):
+        pending = entry.get("pending", [])
+        table.add_row(
+            name,
+            ", ".join(entry.get("attached", [])),
+            ", ".join(f"{p['network']}@{p['interface']} ({p['failures']}x)" for p in pending),
+            "; ".join(p["error"] for p in pending) or entry.get("statusError", ""),
+            ", ".join(_clock(p["nextRetry"]) for p in pending),
+        )
+    console.print(table)
+
+
+def _clock(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%H:%M:%S")
 
 
 cache_app = typer.Typer(help="Multus's delegate cache.", no_args_is_help=True)

@@ -4,8 +4,9 @@ Thick mode in standalone: ``multus-daemon`` runs in a throw-away "host" namespac
 and pod selections from local files; the demo plays the container runtime and calls the
 installed ``multus-shim`` for two pods (network namespaces). Each pod gets eth0 (a bridge
 cluster network), net1 (macvlan) and net2 (a second bridge); the demo shows what was
-attached, pings from one pod to the other over net1, deletes everything, and proves that
-nothing was left behind.
+attached, pings from one pod to the other over net1, hot-plugs net3 into the running pod-a
+by editing its pod file (pings the node over it, then unplugs it), deletes everything, and
+proves that nothing was left behind.
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pymultus.cli.demo_lab import NAMESPACE, PLUGIN_DIR, PODS, Lab
+from pymultus.cli.demo_lab import (
+    HOTPLUG_GATEWAY,
+    HOTPLUG_NAD,
+    NAMESPACE,
+    PLUGIN_DIR,
+    PODS,
+    Lab,
+)
 from pymultus.netns import manage
 from pymultus.netns.probe import ping
 
@@ -104,7 +112,63 @@ def _run(lab: Lab) -> bool:
         return False
     a, b = (_show_pod(lab, pod) for pod in PODS)
     traffic = _prove_traffic(a, b, lab)
-    return _detach(lab, config) and traffic
+    hotplug = _hotplug(lab)
+    return _detach(lab, config) and traffic and hotplug
+
+
+def _hotplugged(lab: Lab, pod: str) -> tuple[bool, bool]:
+    """(``net3`` is in the pod with an IPv4 address, the pod's network-status lists it)."""
+    found = manage.ip_json(lab.pod_netns(pod), "-4", "addr", "show")
+    link = any(x["ifname"] == "net3" and x.get("addr_info") for x in found)
+    status = lab.path("status", NAMESPACE, f"{pod}.json").read_text()
+    return link, f"{NAMESPACE}/{HOTPLUG_NAD}" in status
+
+
+def _wait_links(lab: Lab, pod: str, present: bool, timeout: float = 10.0) -> float | None:
+    """Seconds until ``net3`` is set up in the pod and in its network-status (or gone from
+    both); None after ``timeout``."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if _hotplugged(lab, pod) == (present, present):
+            return time.monotonic() - started
+        time.sleep(0.05)
+    return None
+
+
+def _hotplug(lab: Lab) -> bool:
+    """Hot-plug net3 into pod-a by editing its pod file, ping over it, unplug it."""
+    pod = PODS[0]
+    _step(f"hot-plug: adding {HOTPLUG_NAD} to the selection of the running {pod}")
+    if not _select(lab, pod, f"macvlan-a, bridge-b, {HOTPLUG_NAD}", present=True):
+        return False
+    rtt = ping(lab.pod_netns(pod), HOTPLUG_GATEWAY)
+    if rtt is None:
+        _fail(f"no echo reply from the node's {HOTPLUG_GATEWAY} over net3")
+        return False
+    _step(f"ping {pod} -> node over net3 ({HOTPLUG_GATEWAY}): reply in {rtt:.2f} ms")
+    _step(f"hot-unplug: removing {HOTPLUG_NAD} from the selection of {pod}")
+    return _select(lab, pod, "macvlan-a, bridge-b", present=False)
+
+
+def _select(lab: Lab, pod: str, networks: str, *, present: bool) -> bool:
+    """Edit the pod file, wait for net3 to come (``present``) or go, show the pod."""
+    lab.select(pod, networks)
+    took = _wait_links(lab, pod, present=present)
+    if took is None:
+        _fail(f"net3 did not {'appear in' if present else 'leave'} {pod}")
+        return False
+    _step(f"net3 {'appeared in' if present else 'left'} {pod} {took:.1f} s after the edit")
+    _show_pod(lab, pod)
+    _show_hotplug(lab)
+    return True
+
+
+def _show_hotplug(lab: Lab) -> None:
+    """What ``pymultus status --hotplug`` prints."""
+    from pymultus.cli.admin import status  # noqa: PLC0415 (the CLI's own command)
+
+    time.sleep(0.2)  # the daemon writes its state right after the pass
+    status(pod=None, output="table", hotplug=True, socket_dir=str(lab.path("run")))
 
 
 def demo() -> None:

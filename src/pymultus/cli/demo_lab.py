@@ -27,6 +27,10 @@ from pymultus.shim.install import install_shim
 PLUGIN_DIR = "/usr/lib/cni"
 NAMESPACE = "demo"
 PODS = ("pod-a", "pod-b")
+#: The network the demo hot-plugs into pod-a as net3, and its node-side gateway.
+HOTPLUG_NAD = "bridge-c"
+HOTPLUG_SUBNET = "198.18.43.0/24"
+HOTPLUG_GATEWAY = "198.18.43.1"
 
 
 def _nad(name: str, config: dict[str, Any]) -> str:
@@ -109,15 +113,41 @@ class Lab:
             "ipMasq": False,
             "ipam": _host_local("198.18.42.0/24", ipam),
         }
+        hotplugged = {
+            "cniVersion": "1.0.0",
+            "type": "bridge",
+            "bridge": f"pmbr3{self.suffix}",
+            "isGateway": True,  # the node end (198.18.43.1) answers the demo's ping
+            "ipMasq": False,
+            "ipam": _host_local(HOTPLUG_SUBNET, ipam),
+        }
         nads = self.path("nads", NAMESPACE, "networks.yaml")
-        nads.write_text(_nad("macvlan-a", macvlan) + "---\n" + _nad("bridge-b", bridge))
-        for pod in PODS:
-            self.path("pods", NAMESPACE, f"{pod}.yaml").write_text(
-                f"metadata:\n  name: {pod}\n  namespace: {NAMESPACE}\n  annotations:\n"
-                "    k8s.v1.cni.cncf.io/networks: macvlan-a, bridge-b\n"
+        nads.write_text(
+            "---\n".join(
+                _nad(name, conf)
+                for name, conf in (
+                    ("macvlan-a", macvlan),
+                    ("bridge-b", bridge),
+                    (HOTPLUG_NAD, hotplugged),
+                )
             )
+        )
+        for pod in PODS:
+            self.select(pod, "macvlan-a, bridge-b")
         self.path("daemon-config.json").write_text(json.dumps(self.daemon_config(), indent=2))
         install_shim(str(self.path("bin")))
+
+    def select(self, pod: str, networks: str) -> None:
+        """Write the pod file with this ``k8s.v1.cni.cncf.io/networks`` (the daemon
+        hot-plugs a running pod's changes)."""
+        path = self.path("pods", NAMESPACE, f"{pod}.yaml")
+        text = (
+            f"metadata:\n  name: {pod}\n  namespace: {NAMESPACE}\n  annotations:\n"
+            f"    k8s.v1.cni.cncf.io/networks: {networks}\n"
+        )
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
 
     def daemon_config(self) -> dict[str, Any]:
         return {
@@ -134,6 +164,7 @@ class Lab:
             "statusDir": str(self.path("status")),
             "logFile": str(self.path("daemon.log")),
             "logLevel": "verbose",
+            "hotPlug": True,
         }
 
     def make_namespaces(self) -> None:
@@ -239,7 +270,8 @@ class Lab:
             manage.delete(self.pod_netns(pod))
         manage.delete(self.host)
         left = self.leftovers()
-        shutil.rmtree(self.work, ignore_errors=True)
+        if not os.environ.get("PYMULTUS_DEMO_KEEP"):
+            shutil.rmtree(self.work, ignore_errors=True)
         return left
 
 

@@ -84,6 +84,9 @@ class DaemonConf(msgspec.Struct, frozen=True, kw_only=True):
     status_dir: str = ""
     max_delegate_processes: int | None = None
     delegate_timeout_s: int = DEFAULT_DELEGATE_TIMEOUT_S
+    #: ``hotPlug``: the daemon attaches and detaches annotation networks of running pods when
+    #: their selection changes (``daemon.hotplug``). Off by default, as Go Multus.
+    hot_plug: bool = False
 
     @property
     def auto(self) -> bool:
@@ -130,6 +133,7 @@ def parse_daemon_conf(data: bytes) -> DaemonConf:
         max_delegate_processes=_ranged(obj, "maxDelegateProcesses", 1, None),
         delegate_timeout_s=_ranged(obj, "delegateTimeoutSeconds", 1, 3600)
         or DEFAULT_DELEGATE_TIMEOUT_S,
+        hot_plug=typed_field(obj, "hotPlug", bool, False),
     )
 
 

@@ -27,11 +27,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import msgspec
+
 from pymultus.cni.chain import CNIConfig, RuntimeConf
 from pymultus.cni.convert import AnyResult, to_current
 from pymultus.cni.errors import CniError, InvalidConfigError, TryAgainLaterError, prefixed
 from pymultus.cni.result import Interface, IPConfig, Result
-from pymultus.core import delegates, resolve, routes, scratch
+from pymultus.core import delegates, record, resolve, routes, scratch
 from pymultus.core.deps import Deps
 from pymultus.core.pods import pod_for_add
 from pymultus.core.request import Request
@@ -71,12 +73,65 @@ def cmd_add(req: Request, deps: Deps) -> AnyResult:
     try:
         results = _attach_all(req, deps, cni, planned=planned, ifnames=ifnames, attached=attached)
         _after_attach(req, deps, pod, attached, results)
+        if deps.keep_records:  # hot-plug's record; a failure to keep it fails the ADD too
+            record.save(req.conf.cni_dir, recorded(req, pod, attached, results))
     except Exception:
         _rollback(req, cni, attached)
         raise
     for r, result in zip(attached, results, strict=True):
         emit_added(deps, pod, r.rt.ifname, r.planned.delegate.name, result)
     return results[0]
+
+
+def recorded(
+    req: Request, pod: Pod | None, attached: Sequence[Running], results: Sequence[AnyResult]
+) -> record.SandboxRecord:
+    """The attachment record of a successful ADD (hot-plug reconciles against it)."""
+    k = req.k8s
+    return record.SandboxRecord(
+        container_id=req.cmd.container_id,
+        netns=req.cmd.netns,
+        pod_namespace=k.pod_namespace,
+        pod_name=k.pod_name,
+        pod_uid=pod.uid if pod is not None and pod.uid else k.pod_uid,
+        cni_args=req.cmd.args,
+        cni_path=list(req.cmd.path),
+        multus_conf=req.cmd.stdin,
+        attachments=[
+            msgspec.structs.replace(
+                record_entry(r.planned, r.rt, result, master=i == 0),
+                device_info=msgspec.to_builtins(r.device_info) if r.device_info else None,
+            )
+            for i, (r, result) in enumerate(zip(attached, results, strict=True))
+        ],
+    )
+
+
+def record_entry(
+    p: Planned, rt: RuntimeConf, result: AnyResult | None, *, master: bool = False
+) -> record.Attachment:
+    """One attachment as the record keeps it."""
+    d = p.delegate
+    origin = record.OTHER
+    nad_ns, nad_name = "", ""
+    if master:
+        origin = record.CLUSTER
+    elif p.selection is not None:
+        origin = record.ANNOTATION
+        nad_ns, nad_name = p.selection.namespace, p.selection.name
+    return record.Attachment(
+        network=d.name,
+        ifname=rt.ifname,
+        origin=origin,
+        config=d.raw,
+        is_list=d.is_list,
+        nad_namespace=nad_ns,
+        nad_name=nad_name,
+        auto_named=p.selection is not None and not p.selection.interface,
+        runtime_args=list(rt.args),
+        capability_args=dict(rt.capability_args),
+        result=None if result is None else record.result_dict(result),
+    )
 
 
 def _after_attach(

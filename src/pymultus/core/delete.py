@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pymultus.cni import cache, netconf
 from pymultus.cni.chain import CNIConfig, RuntimeConf
 from pymultus.cni.errors import CniError, DecodeError, rebuild
-from pymultus.core import delegates, resolve, scratch
+from pymultus.core import delegates, record, resolve, scratch
 from pymultus.core.delegate import Delegate
 from pymultus.core.deps import Deps
 from pymultus.core.pods import pod_for_del
@@ -40,6 +40,7 @@ def cmd_del(req: Request, deps: Deps) -> None:
     if errors and req.conf.retry_delete_on_error:
         raise _aggregate(errors)
     scratch.remove(req.conf.cni_dir, req.cmd.container_id)
+    record.remove(req.conf.cni_dir, req.cmd.container_id)
     if errors:
         raise _aggregate(errors)
 

@@ -65,6 +65,8 @@ class Deps:
     devinfo_root: str = DEVINFO_ROOT
     #: Where a pod's ResourceClaims and ResourceSlices are read (DRA devices); None: no DRA.
     dra: DraApi | None = None
+    #: Keep the per-sandbox attachment record (``core.record``): the daemon with hot-plug on.
+    keep_records: bool = False
     link_exists: Callable[[str, str], bool] = links.link_exists
 
     @property

@@ -188,6 +188,12 @@ def _remarshalled(raw: bytes) -> bytes:
     return netconf.remarshal(netconf.decode_object(raw))
 
 
+def plan_selection(sel: NetworkSelection, req: Request, deps: Deps, pod: Pod) -> Planned:
+    """One annotation element of a running pod (hot-plug): checked and resolved as ADD does,
+    without a device from the resource map (the pod's devices were handed out at ADD)."""
+    return _from_selection(sel, req, deps, pod, NoDevices())
+
+
 def _from_selection(
     sel: NetworkSelection, req: Request, deps: Deps, pod: Pod, devices: DeviceIds
 ) -> Planned:

@@ -246,16 +246,19 @@ def load(cni_dir: str, container_id: str) -> list[Delegate] | None:
     """The cached delegates, or None when there is no cache file. ``DecodeError`` when the
     file is corrupt, ``IOFailure`` when it cannot be read."""
     path = cache_path(cni_dir, container_id)
+    data = read_if_present(path, "delegate cache")
+    return None if data is None else decode_delegates(data, path=path)
+
+
+def read_if_present(path: str, what: str) -> bytes | None:
+    """A file's bytes; None when it does not exist, ``IOFailure`` when it cannot be read."""
     try:
         with open(path, "rb") as fh:
-            data = fh.read()
+            return fh.read()
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise IOFailure(
-            f"cannot read delegate cache {path}: {exc.strerror or exc}", path=path
-        ) from exc
-    return decode_delegates(data, path=path)
+        raise IOFailure(f"cannot read {what} {path}: {exc.strerror or exc}", path=path) from exc
 
 
 def remove(cni_dir: str, container_id: str) -> None:

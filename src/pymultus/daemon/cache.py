@@ -81,6 +81,7 @@ _WATCH_VERBS = ["get", "global_list", "global_watch", "list", "watch"]
 class _PodSpec(msgspec.Struct, kw_only=True):
     nodeName: str = ""
     resourceClaims: list[dict[str, Any]] | None = None
+    hostNetwork: bool = False
 
 
 class _PodStatus(msgspec.Struct, kw_only=True):
@@ -139,6 +140,7 @@ def pod_view(obj: CachedPod) -> tuple[Key, Pod]:
         node_name=sys.intern(obj.spec.nodeName),
         resource_version=meta.resourceVersion,
         claims=_claims(obj),
+        host_network=obj.spec.hostNetwork,
     )
     return key, pod
 

@@ -103,6 +103,10 @@ class Backend:
     #: Go's daemon ignores the request's CNI_PATH and uses its own environment; we take the
     #: request's and fall back to ours (a /delegate request never carries one).
     default_cni_path: str = field(default_factory=lambda: os.environ.get("CNI_PATH", ""))
+    #: Called (from the worker thread) with the pod's (namespace, name) after a successful
+    #: ``/cni`` ADD: hot-plug passes over the pod at once, in case its selection changed
+    #: while the ADD ran.
+    on_attached: Callable[[tuple[str, str]], None] | None = None
 
     async def call(
         self, verb: str, env: Mapping[str, str], work: Callable[[], HttpResponse]
@@ -204,6 +208,9 @@ class CniHandler:
         req = Request.build(*self.parse(body.env, body.config))
         require_pod(req)
         result = self.dispatch(req)
+        hook, ref = self.backend.on_attached, req.k8s.pod_ref
+        if hook is not None and ref is not None and req.cmd.command == "ADD":
+            hook((ref.namespace, ref.name))
         return add_response(result) if result is not None else HttpResponse(200)
 
     def dispatch(self, req: Request) -> AnyResult | None:

@@ -35,14 +35,18 @@ import sys
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import prometheus_client
 
 from pymultus import __version__
 from pymultus.cni.errors import CniError, IOFailure
 from pymultus.cni.invoke import Executor, SubprocessExecutor
-from pymultus.config.daemon import DEFAULT_CONFIG_PATH, DaemonConf, parse_daemon_conf
+from pymultus.config.daemon import DEFAULT_CONFIG_PATH, DaemonConf, overlay, parse_daemon_conf
+from pymultus.config.generator import MULTUS_CONFIG_FILE
+from pymultus.config.multus import DEFAULT_CNI_DIR
 from pymultus.core.deps import Deps
+from pymultus.core.record import hotplug_state_path
 from pymultus.daemon import logs
 from pymultus.daemon.cache import WatchCache
 from pymultus.daemon.confmanager import ConfigManager, wait_for_file
@@ -51,6 +55,14 @@ from pymultus.daemon.delegate_api import DelegateHandler
 from pymultus.daemon.events import BackgroundEvents
 from pymultus.daemon.executor import DEFAULT_DELEGATE_LIMIT, LimitedExecutor
 from pymultus.daemon.handler import Backend, CniHandler
+from pymultus.daemon.hotplug import HotPlug
+from pymultus.daemon.hotplug_files import (
+    POLL_SECONDS,
+    FilePodLookup,
+    file_status,
+    standalone_deps_for,
+)
+from pymultus.daemon.hotplug_state import live_status
 from pymultus.daemon.metrics import Metrics
 from pymultus.daemon.server import Health, HttpServer, daemon_routes, metrics_routes
 from pymultus.daemon.slices import CachedDra
@@ -58,6 +70,7 @@ from pymultus.daemon.watch import async_client_factory
 from pymultus.k8s.certmanager import CertManager
 from pymultus.k8s.client import KubeApi, load_client
 from pymultus.k8s.dra_api import ApiDra
+from pymultus.k8s.files import DEFAULT_NAD_DIR, DEFAULT_POD_DIR, DEFAULT_STATE_DIR
 from pymultus.k8s.sources import ApiEvents, ApiNads, ApiPods, ApiStatus
 
 log = logging.getLogger(__name__)
@@ -103,7 +116,10 @@ def build_deps(conf: DaemonConf, *, kubeconfig: str | None, executor: Executor) 
     get only Multus's own K8S args, as from Go's daemon.
     """
     deps = Deps(
-        executor=executor, append_runtime_args=False, plugin_timeout=conf.delegate_timeout_s
+        executor=executor,
+        append_runtime_args=False,
+        plugin_timeout=conf.delegate_timeout_s,
+        keep_records=conf.hot_plug,
     )
     certs = per_node_certificates(conf, kubeconfig)
     if certs is not None:
@@ -153,6 +169,7 @@ class Daemon:
     _server: HttpServer | None = None
     _metrics_server: HttpServer | None = None
     _owns_socket: bool = False  # the socket file is ours to remove
+    backend: Backend | None = None
 
     @property
     def socket_path(self) -> str:
@@ -161,7 +178,7 @@ class Daemon:
     async def start(self) -> None:
         prepare_socket_dir(self.conf.socket_dir, self.socket_path)
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="multus-req")
-        backend = Backend(self.deps, self._pool)
+        backend = self.backend = Backend(self.deps, self._pool)
         routes = daemon_routes(
             CniHandler(self.conf, backend), DelegateHandler(self.conf, backend), self.health
         )
@@ -315,10 +332,66 @@ async def run(conf: DaemonConf, kubeconfig: str | None) -> int:
     except CniError as exc:
         await daemon.shutdown()
         return fatal(conf, EXIT_LISTEN, str(exc))
+    if conf.hot_plug:
+        await start_hotplug(daemon, cache)
     await stop.wait()
     log.info("stopping: readyz now fails, draining requests in flight")
     await daemon.shutdown(remove_socket=exit_code[0] == EXIT_MANAGER)
     return exit_code[0]
+
+
+async def start_hotplug(daemon: Daemon, cache: WatchCache | None) -> None:
+    """Hot-plug from the watch cache (Kubernetes and ``MULTUS_NODE_NAME``), or from the pod
+    files in standalone mode."""
+    conf, backend = daemon.conf, daemon.backend
+    if backend is None:
+        return
+    common: dict[str, Any] = {
+        "metrics": daemon.metrics,
+        "multus_conf": functools.partial(shim_config, conf),
+        "state_path": hotplug_state_path(conf.socket_dir),
+    }
+    cni_dir = conf.cni_dir or DEFAULT_CNI_DIR
+    status = daemon.deps.status
+    if cache is not None and isinstance(status, ApiStatus):
+        read = functools.partial(live_status, status.api)
+        hotplug = HotPlug(backend, cache.pods, cni_dir, read_status=read, **common)
+        await hotplug.start(cache.pods, nads=cache.nads)
+    elif not daemon.deps.has_kubernetes:
+        state_dir = conf.status_dir or DEFAULT_STATE_DIR
+        deps_for = standalone_deps_for(
+            daemon.deps, nad_dir=conf.nad_dir or DEFAULT_NAD_DIR, state_dir=state_dir
+        )
+        pods = FilePodLookup(conf.pod_dir or DEFAULT_POD_DIR)
+        hotplug = HotPlug(
+            backend,
+            pods,
+            cni_dir,
+            deps_for=deps_for,
+            read_status=file_status(state_dir),
+            **common,
+        )
+        await hotplug.start(poll=POLL_SECONDS)
+    else:
+        log.error(
+            "hotPlug is on but there is no pod watch cache (%s): hot-plug is off", NODE_NAME_ENV
+        )
+        return
+    daemon.on_shutdown.insert(0, hotplug.stop)
+    log.info("hot-plug is on")
+
+
+def shim_config(conf: DaemonConf) -> bytes | None:
+    """The Multus config a shim call brings (``00-multus.conf`` or ``multusConfigFile``),
+    overlaid with the daemon config as ``/cni`` does; None when it cannot be read."""
+    path = conf.multus_config_file
+    if conf.auto:
+        path = os.path.join(conf.cni_config_dir, MULTUS_CONFIG_FILE)
+    try:
+        with open(path, "rb") as fh:
+            return overlay(fh.read(), conf.raw_map, auto=conf.auto)
+    except (OSError, CniError):
+        return None
 
 
 def fatal(conf: DaemonConf, code: int, message: str) -> int:

@@ -85,6 +85,24 @@ class Metrics:
             registry=reg,
         )
 
+        self.hotplug_passes = Counter(
+            "pymultus_hotplug_passes_total",
+            "Hot-plug reconcile passes, by outcome (ok, failed, invalid).",
+            ["outcome"],
+            registry=reg,
+        )
+        self.hotplug_attachments = Counter(
+            "pymultus_hotplug_attachments_total",
+            "Attachments hot-plugged or hot-unplugged, by action (added, removed, failed).",
+            ["action"],
+            registry=reg,
+        )
+        self.hotplug_pending = Gauge(
+            "pymultus_hotplug_pending",
+            "Attachments waiting for a retry (their last hot-plug step failed).",
+            registry=reg,
+        )
+
     def observe_request(self, handler: str, code: int, method: str, seconds: float) -> None:
         self.requests.labels(handler=handler, code=str(code), method=method.lower()).inc()
         self.request_seconds.labels(handler=handler, method=method.lower()).observe(seconds)

@@ -103,19 +103,32 @@ class Store(Generic[V]):
     def __init__(self) -> None:
         self._items: dict[Key, V] = {}
         self.resource_version = ""
+        #: Called on the loop thread with the key of every object that was written or
+        #: deleted (hot-plug listens on the pods).
+        self.on_change: Callable[[Key], None] | None = None
 
     def get(self, key: Key) -> V | None:
         return self._items.get(key)
 
     def replace(self, items: dict[Key, V], resource_version: str) -> None:
-        self._items = items
+        old, self._items = self._items, items
         self.resource_version = resource_version
+        if self.on_change is not None:
+            for key in old.keys() | items.keys():
+                self.on_change(key)
 
     def put(self, key: Key, value: V) -> None:
         self._items[key] = value
+        if self.on_change is not None:
+            self.on_change(key)
 
     def delete(self, key: Key) -> None:
         self._items.pop(key, None)
+        if self.on_change is not None:
+            self.on_change(key)
+
+    def all_keys(self) -> list[Key]:
+        return list(self._items)
 
     def values(self) -> list[V]:
         return list(self._items.values())

@@ -29,6 +29,7 @@ class Pod:
     resource_version: str = ""
     #: The pod's ResourceClaims (DRA devices for NADs with a resourceName).
     claims: PodClaims = NO_CLAIMS
+    host_network: bool = False  # spec.hostNetwork: no sandbox netns, nothing to hot-plug
 
     @property
     def is_static(self) -> bool:
@@ -47,6 +48,7 @@ class Pod:
             node_name=(obj.get("spec") or {}).get("nodeName", ""),
             resource_version=meta.get("resourceVersion", ""),
             claims=pod_claims_of(obj),
+            host_network=(obj.get("spec") or {}).get("hostNetwork") is True,
         )
 
 
