@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pymultus.k8s.client import KubeApi
+from pymultus.k8s.calls import ApiCalls
 from pymultus.k8s.objects import STATUS_ANNOTATION, Nad, Pod
 from pymultus.k8s.refs import PodRef
 
@@ -16,7 +16,7 @@ POD_INTERVAL = 0.25
 
 @dataclass
 class ApiPods:
-    api: KubeApi
+    api: ApiCalls
     attempts: int = POD_ATTEMPTS
     interval: float = POD_INTERVAL
 
@@ -29,7 +29,7 @@ class ApiPods:
 
 @dataclass
 class ApiNads:
-    api: KubeApi
+    api: ApiCalls
 
     def get_nad(self, namespace: str, name: str) -> Nad | None:
         raw = self.api.get_nad(namespace, name)
@@ -38,7 +38,7 @@ class ApiNads:
 
 @dataclass
 class ApiStatus:
-    api: KubeApi
+    api: ApiCalls
 
     def write_network_status(self, pod: Pod, value: str) -> None:
         ref = PodRef(pod.namespace, pod.name, pod.uid)
@@ -47,7 +47,7 @@ class ApiStatus:
 
 @dataclass
 class ApiEvents:
-    api: KubeApi
+    api: ApiCalls
 
     def emit(self, pod: Pod, type_: str, reason: str, message: str) -> None:
         ref = PodRef(pod.namespace, pod.name, pod.uid)
