@@ -10,7 +10,9 @@ ERROR event with a 410 Expired Status for a resourceVersion older than the compa
 Knobs for tests: ``request_log``, ``fail_next``, ``drop_next``, ``set_delay``,
 ``on_request``, ``stop`` / ``restart`` on the same port, ``compact``, ``bookmark``, and
 ``put_object`` / ``get_object`` / ``delete_object`` to set up state as a controller would.
-``token`` is the bearer token a request must carry (``None`` accepts any request)::
+``token`` is the bearer token a request must carry (``None`` accepts any request); ``tls``, a
+server-side ``ssl.SSLContext``, makes it serve HTTPS (the handshake runs in the request's
+thread, so a client that rejects the certificate does not stall the server)::
 
     with StandInApiServer() as api:
         api.put_object({"kind": "Pod", "metadata": {"namespace": "ns", "name": "p"}})
@@ -23,6 +25,7 @@ import contextlib
 import json
 import re
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -105,8 +108,15 @@ class _Server(ThreadingHTTPServer):
 class StandInApiServer:
     """The stand-in API server; ``start()``/``stop()`` or use it as a context manager."""
 
-    def __init__(self, *, token: str | None = "standin-token", history_limit: int = 1000) -> None:
+    def __init__(
+        self,
+        *,
+        token: str | None = "standin-token",
+        history_limit: int = 1000,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.token = token
+        self.tls = tls
         self.store = st.Store(history_limit=history_limit)
         self.request_log: list[LoggedRequest] = []
         self._lock = threading.Lock()
@@ -126,6 +136,10 @@ class StandInApiServer:
         self.stopping.clear()
         self._server = _Server(("127.0.0.1", self._port), self)
         self._port = self._server.server_address[1]
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False
+            )
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.02,), daemon=True
         )
@@ -159,7 +173,7 @@ class StandInApiServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._port}"
+        return f"{'https' if self.tls is not None else 'http'}://127.0.0.1:{self._port}"
 
     def write_kubeconfig(self, path: Path | str, *, namespace: str = "default") -> Path:
         """A kubeconfig for this server with a bearer token (JSON is valid YAML)."""

@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pymultus.cni.errors import CniError
+from pymultus.cni.errors import CniError, TryAgainLaterError
 from pymultus.k8s.objects import CONFIG_SOURCE_ANNOTATION
 from pymultus.k8s.refs import PodRef
 
@@ -56,7 +56,7 @@ def pod_uid(pod: Mapping[str, Any]) -> str:
     return str(meta.get("uid") or "")
 
 
-def failure_text(
+def api_failure(
     *,
     action: str,
     server: str,
@@ -65,8 +65,8 @@ def failure_text(
     api_message: str = "",
     other: str = "",
     retriable: bool = False,
-) -> tuple[bool, str]:
-    """(transient?, message) of a failed request, in the same words whatever the client.
+) -> CniError:
+    """The pymultus error of a failed request, in the same words whatever the client.
 
     ``status`` is the HTTP status (``status_text`` "503 ServiceUnavailable: ...",
     ``api_message`` the Status object's message); 0 means no response, and ``other`` then
@@ -75,13 +75,13 @@ def failure_text(
     """
     where = f"{action}: Kubernetes API server {server}"
     if status in TRANSIENT_STATUS or (not status and retriable):
-        return True, f"{where} is not available: {status_text if status else other}"
+        return TryAgainLaterError(f"{where} is not available: {status_text if status else other}")
     if status in (401, 403):
         why = "rejected the credentials" if status == 401 else "denied the request (RBAC)"
-        return False, f"{where} {why}: {status_text}"
+        return CniError(f"{where} {why}: {status_text}")
     if status:
-        return False, f"{action}: {api_message or status_text}"
-    return False, f"{where}: {other}"
+        return CniError(f"{action}: {api_message or status_text}")
+    return CniError(f"{where}: {other}")
 
 
 class ApiCalls:
@@ -100,6 +100,18 @@ class ApiCalls:
         self._lock = threading.Lock()
         #: False once the API refused a PATCH of pods/status (403): GET + PUT from then on.
         self._status_patch = True
+
+    def close(self) -> None:
+        """Close the client's connections."""
+
+    def send_events(self) -> int:
+        """Send events the client kept back (``k8s.lite`` keeps them until the call has
+        answered); returns how many failed. Clients that send at once keep none."""
+        return 0
+
+    @property
+    def events_pending(self) -> bool:
+        return False
 
     # --- what a subclass provides -------------------------------------------------------
 

@@ -40,7 +40,7 @@ from lightkube.config.kubeconfig import KubeConfig
 from lightkube.core.exceptions import ApiError, ConfigError
 from lightkube.types import PatchType
 
-from pymultus.cni.errors import CniError, DecodeError, InvalidConfigError, TryAgainLaterError
+from pymultus.cni.errors import CniError, DecodeError, InvalidConfigError
 from pymultus.k8s.calls import (
     DEFAULT_TIMEOUT,
     FIELD_MANAGER,
@@ -48,7 +48,7 @@ from pymultus.k8s.calls import (
     ApiCalls,
     JsonObj,
     Kind,
-    failure_text,
+    api_failure,
     is_static_pod,
     nad_not_found_text,
     pod_uid,
@@ -167,7 +167,7 @@ def map_api_error(exc: BaseException, *, server: str, action: str) -> CniError:
     exc = _unwrap(exc)
     status = http_status(exc)
     if status or isinstance(exc, httpx2.TransportError):
-        transient, text = failure_text(
+        return api_failure(
             action=action,
             server=server,
             status=status,
@@ -176,7 +176,6 @@ def map_api_error(exc: BaseException, *, server: str, action: str) -> CniError:
             other=_transport_text(exc),
             retriable=is_transient(exc),
         )
-        return TryAgainLaterError(text) if transient else CniError(text)
     where = f"{action}: Kubernetes API server {server}"
     if isinstance(exc, msgspec.DecodeError | msgspec.ValidationError | ValueError):
         return DecodeError(f"{where} sent a reply that is not the expected JSON: {exc}")
@@ -244,6 +243,9 @@ class KubeApi(ApiCalls):
     def client(self) -> lightkube.Client:
         """The lightkube client, for list+watch sources that need more than these calls."""
         return self._client
+
+    def close(self) -> None:
+        self._client.close()
 
     def status_of(self, exc: BaseException) -> int:
         return http_status(exc)
