@@ -27,9 +27,10 @@ from bench.world import PodId, World
 
 MATRIX_MODES = ("thick", "thin", "direct", "socket")
 COMMANDS = ("ADD", "DEL")
-#: Modes whose Kubernetes Events go out from a background queue (the daemon's): an event that
-#: lands inside a later call's time window was not sent by that call.
-BACKGROUND_EVENTS = frozenset({"thick", "socket"})
+#: Modes whose Kubernetes Events go out in the background (the daemon's queue; the thin
+#: plugin's child after the answer): an event that lands inside a later call's time window
+#: was not sent by that call.
+BACKGROUND_EVENTS = frozenset({"thick", "socket", "thin"})
 EVENT_KIND = "POST event"
 CACHE_SETTLE = 1.0  # seconds for the daemon's watch to deliver the pods just created
 

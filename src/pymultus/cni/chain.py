@@ -26,7 +26,6 @@ Errors keep the delegate's own code; list errors carry libcni's prefixes
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,6 +98,8 @@ def describe(plugin: NetConf) -> str:
 
 
 def _quote(text: str) -> str:
+    import json  # noqa: PLC0415 - error messages only
+
     return json.dumps(text, ensure_ascii=False)
 
 

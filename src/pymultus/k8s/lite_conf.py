@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -141,6 +140,8 @@ def _from_file(path: str, cache_dir: str) -> Endpoint | None:
 
 
 def _cache_path(cache_dir: str, path: str) -> str:
+    import hashlib  # noqa: PLC0415 - YAML kubeconfigs only
+
     digest = hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:16]
     return os.path.join(cache_dir, f".kubeconfig-{digest}.json")
 
