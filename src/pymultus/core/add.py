@@ -25,7 +25,8 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+
+import msgspec
 
 from pymultus.cni.chain import CNIConfig, RuntimeConf
 from pymultus.cni.convert import AnyResult, to_current
@@ -45,8 +46,7 @@ from pymultus.k8s.status import render_network_status, statuses_for_result
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Running:
+class Running(msgspec.Struct, frozen=True):
     """An attachment that ADD made, with the device info its status entries carry."""
 
     planned: Planned

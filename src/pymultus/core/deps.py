@@ -7,8 +7,9 @@ from, where network-status and events go, and how plugins are executed.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
+
+import msgspec
 
 from pymultus.cni.invoke import Executor
 from pymultus.k8s.devinfo_files import DEVINFO_ROOT
@@ -41,8 +42,7 @@ class EventSink(Protocol):
         ...
 
 
-@dataclass
-class Deps:
+class Deps(msgspec.Struct):
     pods: PodSource | None = None
     nads: NadSource | None = None
     status: StatusSink | None = None

@@ -257,9 +257,11 @@ class KubeApi(ApiCalls):
         return map_api_error(exc, server=self.server, action=action)
 
     def _fetch(self, kind: Kind, namespace: str, name: str) -> JsonObj:
-        res = RawPod if kind == "pod" else NetworkAttachmentDefinition
-        # A plain dict: lightkube's Generic answers None for any unknown attribute.
-        return dict(self._client.get(res, name, namespace=namespace))
+        # A plain dict: lightkube's Generic answers None for any unknown attribute. (Each
+        # class named at its call: tests/unit/deploy/test_rbac_matches_code.py reads them.)
+        if kind == "pod":
+            return dict(self._client.get(RawPod, name, namespace=namespace))
+        return dict(self._client.get(NetworkAttachmentDefinition, name, namespace=namespace))
 
     def _patch_status(self, ref: PodRef, patch: JsonObj) -> None:
         self._client.patch(

@@ -51,6 +51,9 @@ log = logging.getLogger("pymultus.k8s.client")
 
 USER_AGENT = f"multus/pymultus-{__version__}"
 _MAX_HEADER_LINE = 65536
+#: Seconds per request when sending kept events: a child nobody waits for must not linger a
+#: minute per event behind an API server that does not answer.
+EVENT_TIMEOUT = 10.0
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~")
 
 
@@ -373,6 +376,7 @@ class LiteApi(ApiCalls):
 
     def send_events(self) -> int:
         """Send the kept events now; returns how many failed (each logged)."""
+        self.conn.timeout = min(self.conn.timeout, EVENT_TIMEOUT)
         before = self.events_failed
         for ref, type_, reason, message in self.pending:
             super().emit_event(ref, type_=type_, reason=reason, message=message)

@@ -3,7 +3,7 @@ as the core's ``Deps`` expects them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 from pymultus.k8s.calls import ApiCalls
 from pymultus.k8s.objects import STATUS_ANNOTATION, Nad, Pod
@@ -14,8 +14,7 @@ POD_ATTEMPTS = 10
 POD_INTERVAL = 0.25
 
 
-@dataclass
-class ApiPods:
+class ApiPods(msgspec.Struct):
     api: ApiCalls
     attempts: int = POD_ATTEMPTS
     interval: float = POD_INTERVAL
@@ -27,8 +26,7 @@ class ApiPods:
         return Pod.from_dict(raw) if raw is not None else None
 
 
-@dataclass
-class ApiNads:
+class ApiNads(msgspec.Struct):
     api: ApiCalls
 
     def get_nad(self, namespace: str, name: str) -> Nad | None:
@@ -36,8 +34,7 @@ class ApiNads:
         return Nad.from_dict(raw) if raw is not None else None
 
 
-@dataclass
-class ApiStatus:
+class ApiStatus(msgspec.Struct):
     api: ApiCalls
 
     def write_network_status(self, pod: Pod, value: str) -> None:
@@ -45,8 +42,7 @@ class ApiStatus:
         self.api.set_pod_annotation_status(ref, STATUS_ANNOTATION, value, expected_uid=pod.uid)
 
 
-@dataclass
-class ApiEvents:
+class ApiEvents(msgspec.Struct):
     api: ApiCalls
 
     def emit(self, pod: Pod, type_: str, reason: str, message: str) -> None:

@@ -33,7 +33,8 @@ import os
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import replace
+
+import msgspec
 
 from pymultus.cni.convert import AnyResult, convert, encode_result
 from pymultus.cni.env import parse_plugin_env
@@ -87,7 +88,7 @@ def thin_deps(
     from pymultus.k8s.sources import ApiEvents, ApiNads, ApiPods, ApiStatus  # noqa: PLC0415
 
     try:
-        yield replace(
+        yield msgspec.structs.replace(
             start,
             pods=ApiPods(api),
             nads=ApiNads(api),

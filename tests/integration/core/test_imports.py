@@ -20,7 +20,7 @@ from pymultus.cni.version import ALL_VERSIONS, CURRENT
 from pymultus.plugin.main import SUPPORTED, version_info
 
 HEAVY = ("lightkube", "pyroute2", "httpx2", "httpcore2", "anyio", "h2", "yaml", "ssl", "http")
-_IMPORTTIME = [
+IMPORTTIME = [
     sys.executable,
     "-X",
     "importtime",
@@ -45,7 +45,7 @@ def imported_heavy(stderr: bytes) -> set[str]:
 
 def test_version_imports_next_to_nothing() -> None:
     env = {"PATH": "/usr/bin:/bin", "CNI_COMMAND": "VERSION"}
-    out = subprocess.run(_IMPORTTIME, env=env, capture_output=True, check=True, timeout=60)
+    out = subprocess.run(IMPORTTIME, env=env, capture_output=True, check=True, timeout=60)
     assert out.stdout == version_info()
     names = imported(out.stderr)
     assert {n for n in names if n.startswith("pymultus")} == {
@@ -88,7 +88,7 @@ def test_no_kubernetes_needs_neither_lightkube_nor_pyroute2(
     conf = json.dumps(make_conf(cluster)).encode()
     outcomes = {}
     for command in ("ADD", "CHECK", "DEL"):
-        out = run_plugin(cluster.pair, cluster.env(command, pod), conf, argv=_IMPORTTIME)
+        out = run_plugin(cluster.pair, cluster.env(command, pod), conf, argv=IMPORTTIME)
         outcomes[command] = out.check_ok()
         if command == "ADD":
             assert cluster.link_names() == {"lo", "eth0", "net1"}
@@ -119,7 +119,7 @@ def test_heavy_imports_only_when_needed(
     pod = cluster.put_pod("default", "heavy", {NETWORKS: annotation} if annotation else None)
     conf = json.dumps(cluster.multus_conf()).encode()
 
-    out = run_plugin(cluster.pair, cluster.env("ADD", pod), conf, argv=_IMPORTTIME).check_ok()
+    out = run_plugin(cluster.pair, cluster.env("ADD", pod), conf, argv=IMPORTTIME).check_ok()
 
     assert imported_heavy(out.stderr) == expected
 
@@ -131,7 +131,7 @@ def test_del_served_from_the_caches_imports_no_tls_nor_http(cluster: Cluster) ->
     cluster.add(pod, conf).check_ok()
     before = len(cluster.api.requests())
 
-    out = run_plugin(cluster.pair, cluster.env("DEL", pod), conf, argv=_IMPORTTIME).check_ok()
+    out = run_plugin(cluster.pair, cluster.env("DEL", pod), conf, argv=IMPORTTIME).check_ok()
 
     assert imported_heavy(out.stderr) == set()
     assert "pymultus.k8s.client" not in imported(out.stderr)

@@ -302,3 +302,43 @@ def test_events_wait_for_send_events_and_failures_are_counted(
     assert "1 of 2 events could not be sent" in caplog.text
     assert not lite.events_pending and lite.events_failed == 1
     lite.close()
+
+
+# --- RBAC -----------------------------------------------------------------------------------------
+
+
+def _triple(method: str, path: str) -> tuple[str, str, str]:
+    """(apiGroup, resource, verb) of one request of ours, as the API server authorizes it."""
+    parts = path.strip("/").split("/")
+    group = "" if parts[0] == "api" else parts[1]
+    rest = parts[parts.index("namespaces") + 2 :]
+    resource = "/".join([rest[0], *rest[2:3]])
+    verb = {"GET": "get", "PATCH": "patch", "PUT": "update", "POST": "create"}[method]
+    return group, resource, verb
+
+
+def test_every_request_is_one_the_cluster_role_grants(api: StandInApiServer) -> None:
+    """``test_rbac_matches_code`` reads lightkube calls from the source; this client builds
+    its paths itself, so its requests are checked against the declared access instead."""
+    from pymultus.k8s.resources import REQUIRED_API_ACCESS
+
+    uid = api.get_object("pods", NS, "p")["metadata"]["uid"]  # type: ignore[index]
+    lite = LiteApi(Endpoint(server=api.url, token="standin-token"), timeout=5, defer_events=False)
+    ref = PodRef(NS, "p", uid=uid)
+    lite.get_pod(ref)
+    lite.get_nad(NS, "n")
+    lite.set_pod_annotation_status(ref, "k", "v", expected_uid=uid)
+    api.fail_next(1, 403)  # PATCH refused: GET + PUT
+    lite.set_pod_annotation_status(ref, "k", "w", expected_uid=uid)
+    lite.emit_event(ref, type_="Normal", reason="R", message="m")
+    lite.close()
+
+    used = {_triple(r.method, r.path) for r in api.request_log}
+    assert used == {
+        ("", "pods", "get"),
+        ("k8s.cni.cncf.io", "network-attachment-definitions", "get"),
+        ("", "pods/status", "patch"),
+        ("", "pods/status", "update"),
+        ("", "events", "create"),
+    }
+    assert used <= {tuple(t) for t in REQUIRED_API_ACCESS}
