@@ -133,5 +133,19 @@ def thin_section(run: Run) -> str:
         f"## The thin plugin (issue #15): {passed} of {len(found)} met\n\n{accept}\n\n"
         "Medians of the latency rounds; CPU is the kernel's accounting of the processes each "
         "call started (the thin plugin and the plugins it ran; not the child that sends its "
-        "events after the answer).\n\n" + _table(head, rows)
+        "events after the answer).\n\n" + _table(head, rows) + "\n\n" + _bounds(run)
+    )
+
+
+def _bounds(run: Run) -> str:
+    """What a thin call pays before its work, in this run's numbers."""
+    s = run.startup
+    floor, version = s.programs[FLOOR].median, s.programs[THIN_VERSION].median
+    tops = ", ".join(f"`{m}` {ms:.0f}" for m, ms in s.thin_top_imports[:6])
+    return (
+        f"What bounds it: the interpreter starts in {floor:.1f} ms (`{FLOOR}`) and the thin "
+        f"plugin answers VERSION in {version:.1f} ms (constants, nothing imported); every "
+        f"other verb imports the core: {s.thin_imports_ms:.0f} ms of imports for one ADD "
+        f"(largest, with what they pull in, ms: {tops}). msgspec alone imports `typing`, "
+        "`inspect`, `decimal`, `uuid`, `datetime` and its TOML/YAML/msgpack modules."
     )
