@@ -16,7 +16,13 @@ from pymultus.k8s.devinfo_files import DEVINFO_ROOT
 from pymultus.k8s.objects import Nad, Pod
 from pymultus.k8s.refs import PodRef
 from pymultus.k8s.resourcemap import CHECKPOINT_FILE, KUBELET_SOCKET
-from pymultus.netns import links
+
+
+def _link_exists(netns: str, ifname: str) -> bool:
+    """``netns.links.link_exists``, imported at the first use (ctypes: only ADD needs it)."""
+    from pymultus.netns.links import link_exists  # noqa: PLC0415
+
+    return link_exists(netns, ifname)
 
 
 class PodSource(Protocol):
@@ -62,7 +68,7 @@ class Deps(msgspec.Struct):
     kubelet_socket: str = KUBELET_SOCKET
     kubelet_checkpoint: str = CHECKPOINT_FILE
     devinfo_root: str = DEVINFO_ROOT
-    link_exists: Callable[[str, str], bool] = links.link_exists
+    link_exists: Callable[[str, str], bool] = _link_exists
 
     @property
     def has_kubernetes(self) -> bool:
