@@ -16,7 +16,7 @@ Logging is set up here too, once, from the config's ``logLevel``/``logFile``/``l
 (``config.logsetup``; stderr is on by default in thin mode, the level is ``panic``).
 
 The API client is ``k8s.lite`` (standard library, one kept-alive connection), built lazily: a
-DEL that its caches can serve never reads the kubeconfig's credentials nor opens a connection.
+DEL that its caches can serve opens no connection and imports neither TLS nor HTTP.
 A kubeconfig whose user needs ``exec`` or ``auth-provider`` falls back to lightkube.
 
 Events never lengthen the call: they are kept while it runs, and after the answer is written

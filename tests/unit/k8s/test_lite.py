@@ -25,8 +25,9 @@ from tests.support.apiserver import StandInApiServer
 
 from pymultus.cni.errors import CniError, InvalidConfigError, TryAgainLaterError
 from pymultus.k8s import lite_conf
-from pymultus.k8s.lite import Connection, LiteApi
+from pymultus.k8s.lite import LiteApi
 from pymultus.k8s.lite_conf import Endpoint, load_endpoint
+from pymultus.k8s.lite_http import Connection
 from pymultus.k8s.refs import PodRef
 
 TLS = Path(__file__).with_name("tls")
