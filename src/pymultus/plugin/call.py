@@ -28,6 +28,7 @@ answer as soon as the plugin itself exits.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -96,7 +97,7 @@ def thin_deps(
             events=ApiEvents(api),
         )
     finally:
-        _close(api)
+        api.close()
 
 
 def _api(conf: MultusConf, command: str) -> ApiCalls | None:
@@ -120,11 +121,6 @@ def _api(conf: MultusConf, command: str) -> ApiCalls | None:
             raise
         return None
     return KubeApi(client) if client is not None else None
-
-
-def _close(api: ApiCalls) -> None:
-    close = getattr(api, "close", None) or api.client.close  # type: ignore[attr-defined]
-    close()
 
 
 def handle(
@@ -236,13 +232,13 @@ def send_detached(apis: list[ApiCalls]) -> None:
     try:
         pid = os.fork()
     except OSError:
-        pid = 0
         _send(apis)
         return
     if pid:
         return
     try:
-        os.setsid()
+        with contextlib.suppress(OSError):  # already a session leader: stays in the group
+            os.setsid()
         null = os.open(os.devnull, os.O_RDWR)
         os.dup2(null, 0)
         os.dup2(null, 1)
