@@ -27,9 +27,10 @@ from bench.world import PodId, World
 
 MATRIX_MODES = ("thick", "thin", "direct", "socket")
 COMMANDS = ("ADD", "DEL")
-#: Modes whose Kubernetes Events go out from a background queue (the daemon's): an event that
-#: lands inside a later call's time window was not sent by that call.
-BACKGROUND_EVENTS = frozenset({"thick", "socket"})
+#: Modes whose Kubernetes Events go out in the background (the daemon's queue; the thin
+#: plugin's child after the answer): an event that lands inside a later call's time window
+#: was not sent by that call.
+BACKGROUND_EVENTS = frozenset({"thick", "socket", "thin"})
 EVENT_KIND = "POST event"
 CACHE_SETTLE = 1.0  # seconds for the daemon's watch to deliver the pods just created
 
@@ -60,25 +61,29 @@ class Matrix:
     def summary(self, mode: str, command: str, networks: int) -> Summary:
         return Summary.of(self.ms(mode, command, networks))
 
+    def cpu(self, mode: str, command: str, networks: int) -> Summary:
+        """CPU ms per call of the processes the harness started (for thick: the shim only)."""
+        calls = self.calls.get((mode, command, networks), [])
+        return Summary.of([c.cpu_ms for c in calls if c.ok])
+
 
 def run_matrix(
     world: World,
     counts: Sequence[int],
     rounds: int,
     *,
+    modes: Sequence[str] = MATRIX_MODES,
     progress: Callable[[str], None] = print,
 ) -> Matrix:
     """Warm up once per cell (bridges get created, files cached), then ``rounds`` rounds."""
     matrix = Matrix(tuple(counts), rounds)
-    plan = [
-        [world.new_pod(n, "lat") for n in counts for m in MATRIX_MODES] for _ in range(rounds + 1)
-    ]
+    plan = [[world.new_pod(n, "lat") for n in counts for m in modes] for _ in range(rounds + 1)]
     time.sleep(CACHE_SETTLE)
     recorded: list[Call] = []
     for r, pods in enumerate(plan):
         queue = iter(pods)
         for n in counts:
-            for mode in _rotated(MATRIX_MODES, r + n):
+            for mode in _rotated(modes, r + n):
                 calls = _one_run(world, mode, next(queue))
                 if r:  # round 0 is the warm-up
                     recorded += calls

@@ -11,6 +11,7 @@ from bench.latency import MATRIX_MODES, Matrix
 from bench.load import CPU_WHO, LOAD_NETWORKS, REPEATS, THIN_MAX_PODS, LoadResult
 from bench.reference import GO_ADD, GO_DEL, GO_SHIM_START_MS, GO_LOAD_30x4, go_ratio, go_value
 from bench.stats import Summary, kinds_text
+from bench.thin import thin_section
 from bench.webhook import WebhookResult
 
 _GO_START = "loopback VERSION (Go plugin)"
@@ -24,6 +25,7 @@ def render(run: Run, *, meta: Mapping[str, str], machine: Mapping[str, str]) -> 
         _acceptance(checks(run)),
         _limits(run),
         _latency(run.matrix),
+        thin_section(run),
         _load(run.load),
         _api(run.matrix),
         _memory(run),
@@ -170,10 +172,10 @@ def _load(results: Sequence[LoadResult]) -> str:
     return (
         f"## Throughput under load\n\n![throughput]({THROUGHPUT_PNG})\n\n"
         f"Each pod has {LOAD_NETWORKS} extra networks; all sandboxes exist before the first "
-        f"ADD; pods/s = pods / ADD makespan, the median of {REPEATS} waves for thick and "
-        "direct (one for thin), interleaved; latencies pool the waves. Thin runs only up to "
-        f"{THIN_MAX_PODS} pods (about half a second of CPU per ADD makes larger cases take "
-        "minutes). Issue #7, 30 pods x 4 at a "
+        f"ADD; pods/s = pods / ADD makespan, the median of {REPEATS} waves per case, "
+        "modes interleaved; latencies pool the waves. Thin runs only up to "
+        f"{THIN_MAX_PODS} pods (issue #15's bars are 20 and 30 pods x 4). Issue #7, 30 pods "
+        "x 4 at a "
         "time (pods/s): "
         f"{go}. CPU per ADD, from the kernel's accounting over the ADD wave: "
         + "; ".join(f"*{k}*: {v}" for k, v in CPU_WHO.items())
@@ -243,7 +245,7 @@ def _startup(run: Run) -> str:
         f"(p10-p90; min-max). Issue #7: the Go shim costs {GO_SHIM_START_MS:g} ms to start.\n\n"
         + _table(["program", "ms"], rows)
         + f"\n\nImports of one thin ADD take {s.thin_imports_ms:.0f} ms in all "
-        f"(`PYTHONPROFILEIMPORTTIME`); the largest, with what they pull in (ms): {tops}. "
+        f"(`-X importtime`); the largest, with what they pull in (ms): {tops}. "
         f"The shim's imports take {s.shim_imports_ms:.1f} ms."
     )
 

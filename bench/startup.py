@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bench.stats import Summary
-from bench.world import CLEAN_PATH, CNI_BIN, MULTUS, PodId, World
+from bench.world import CLEAN_PATH, CNI_BIN, PodId, World
 
 _IMPORT_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)")
 
@@ -37,7 +37,8 @@ def programs(world: World) -> dict[str, list[str]]:
         "python3 -IS -c pass": ["/usr/bin/python3", "-IS", "-c", "pass"],
         "multus-shim VERSION": [world.shim],
         "venv python -c pass": [sys.executable, "-c", "pass"],
-        "thin multus VERSION": [MULTUS],
+        "thin multus VERSION": [world.thin],
+        "thin's python -IS -c pass": [world.thin_python, "-IS", "-c", "pass"],
     }
 
 
@@ -70,15 +71,20 @@ def measure_startup(world: World, runs: int, pod: PodId) -> Startup:
 
 
 def thin_imports(world: World, pod: PodId) -> tuple[float, list[tuple[str, float]]]:
-    """Import time of one thin ADD (and its DEL, untimed), from CPython's own report."""
-    env = {**pod.env("ADD"), "PYTHONPROFILEIMPORTTIME": "1"}
+    """Import time of one thin ADD (and its DEL, untimed), from CPython's own report (the
+    launcher runs with ``-I``, which ignores ``PYTHONPROFILEIMPORTTIME``: ``-X importtime``)."""
+    traced = [world.thin_python, "-IS", "-X", "importtime", world.thin]
     world.make_netns(pod)
     try:
         add = subprocess.run(
-            [MULTUS], env=env, input=world.thin_conf(), capture_output=True, check=False
+            traced, env=pod.env("ADD"), input=world.thin_conf(), capture_output=True, check=False
         )
         subprocess.run(
-            [MULTUS], env=pod.env("DEL"), input=world.thin_conf(), capture_output=True, check=False
+            [world.thin],
+            env=pod.env("DEL"),
+            input=world.thin_conf(),
+            capture_output=True,
+            check=False,
         )
     finally:
         world.delete_netns(pod.netns)

@@ -29,6 +29,7 @@ from typing import Any
 from bench.apiproc import ApiProcess, RequestTime
 from pymultus.cli.demo_lab import stop_process
 from pymultus.netns.enter import in_netns
+from pymultus.plugin.install import install_thin
 from pymultus.shim.install import install_shim
 
 CNI_BIN = "/usr/lib/cni"
@@ -37,7 +38,6 @@ NODE = "bench-node"
 NETWORKS = "k8s.v1.cni.cncf.io/networks"
 CLEAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 VENV_BIN = Path(sys.executable).parent
-MULTUS = str(VENV_BIN / "multus")
 DAEMON = str(VENV_BIN / "multus-daemon")
 MAX_NETWORKS = 8
 CNI_VERSION = "1.0.0"
@@ -133,6 +133,7 @@ class World:
         for k in range(1, MAX_NETWORKS + 1):
             self.put_nad(f"net{k}", self.nad_conf(k))
         install_shim(str(self.path("bin")))
+        install_thin(str(self.path("bin")))
 
     def destroy(self) -> None:
         self.stop_daemon()
@@ -264,6 +265,17 @@ class World:
     @property
     def shim(self) -> str:
         return str(self.path("bin", "multus-shim"))
+
+    @property
+    def thin(self) -> str:
+        """The thin plugin as ``pymultus install --type thin`` installs it."""
+        return str(self.path("bin", "multus"))
+
+    @property
+    def thin_python(self) -> str:
+        """The interpreter the installed thin plugin's ``#!`` line names."""
+        with open(self.thin, encoding="utf-8") as fh:
+            return fh.readline()[2:].split()[0]
 
     def daemon_log(self) -> str:
         with contextlib.suppress(OSError):

@@ -17,7 +17,9 @@ Knobs for tests: ``request_log``, ``fail_next``, ``drop_next``, ``set_delay``,
 ``token`` is the bearer token a request must carry (``None`` accepts any request; the user
 it authenticates is ``token_user``). ``tls=True`` serves HTTPS with a throw-away CA
 (``ca``), where a client certificate signed by it authenticates as CN/O, and adds the
-``certificates.k8s.io/v1`` CSR signer ``signer`` (see ``apiserver_certs``)::
+``certificates.k8s.io/v1`` CSR signer ``signer`` (see ``apiserver_certs``);
+or ``tls`` may be a server-side ``ssl.SSLContext`` of the test's own (the handshake runs in
+the request's thread, so a client that rejects the certificate does not stall the server)::
 
     with StandInApiServer() as api:
         api.put_object({"kind": "Pod", "metadata": {"namespace": "ns", "name": "p"}})
@@ -116,12 +118,19 @@ class StandInApiServer:
     """The stand-in API server; ``start()``/``stop()`` or use it as a context manager."""
 
     def __init__(
-        self, *, token: str | None = "standin-token", history_limit: int = 1000, tls: bool = False
+        self,
+        *,
+        token: str | None = "standin-token",
+        history_limit: int = 1000,
+        tls: bool | ssl.SSLContext = False,
     ) -> None:
         self.token = token
         self.token_user: User = ("standin", ["system:authenticated"])
-        self.ca = TestCa() if tls else None
+        self.ca = TestCa() if tls is True else None
         self.signer = Signer(self, self.ca) if self.ca is not None else None
+        self.tls: ssl.SSLContext | None = (
+            self.ca.server_context() if self.ca is not None else (tls or None)
+        )
         self.store = st.Store(history_limit=history_limit)
         self.request_log: list[LoggedRequest] = []
         self._lock = threading.Lock()
@@ -142,9 +151,8 @@ class StandInApiServer:
         self.stopping.clear()
         self._server = _Server(("127.0.0.1", self._port), self)
         self._port = self._server.server_address[1]
-        if self.ca is not None:
-            context = self.ca.server_context()
-            self._server.socket = context.wrap_socket(
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(
                 self._server.socket, server_side=True, do_handshake_on_connect=False
             )
         self._thread = threading.Thread(
@@ -184,7 +192,7 @@ class StandInApiServer:
 
     @property
     def url(self) -> str:
-        return f"{'https' if self.ca else 'http'}://127.0.0.1:{self._port}"
+        return f"{'https' if self.tls is not None else 'http'}://127.0.0.1:{self._port}"
 
     def write_kubeconfig(self, path: Path | str, *, namespace: str = "default") -> Path:
         """A kubeconfig for this server with a bearer token (JSON is valid YAML)."""

@@ -15,18 +15,26 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 
 from pymultus.cni.errors import IOFailure
+
+
+def _temp_file(directory: str, base: str) -> tuple[int, str]:
+    """A new private file ``.<base>.<random>.tmp`` in ``directory``, like ``tempfile.mkstemp``
+    (whose import costs a one-shot plugin more than the write)."""
+    while True:
+        tmp = os.path.join(directory, f".{base}.{os.urandom(6).hex()}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), tmp
+        except FileExistsError:
+            continue
 
 
 def write_atomic(path: str, data: bytes, *, mode: int = 0o600, durable: bool = False) -> None:
     """Write ``data`` to ``path`` atomically; ``IOFailure`` naming the path on failure."""
     directory = os.path.dirname(path) or "."
     try:
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory
-        )
+        fd, tmp = _temp_file(directory, os.path.basename(path))
         try:
             with os.fdopen(fd, "wb") as out:
                 os.fchmod(out.fileno(), mode)

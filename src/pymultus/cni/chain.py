@@ -26,9 +26,7 @@ Errors keep the delegate's own code; list errors carry libcni's prefixes
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -50,27 +48,24 @@ from pymultus.cni.version import at_least
 DEFAULT_CACHE_DIR = "/var/lib/cni"  # libcni's CacheDir
 
 
-@dataclass(frozen=True)
-class RuntimeConf:
+class RuntimeConf(msgspec.Struct, frozen=True):
     """One attachment's arguments (libcni ``RuntimeConf``)."""
 
     container_id: str
     netns: str
     ifname: str
     args: tuple[tuple[str, str], ...] = ()
-    capability_args: Mapping[str, Any] = field(default_factory=dict)
+    capability_args: Mapping[str, Any] = msgspec.field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Attachment:
+class Attachment(msgspec.Struct, frozen=True):
     """A (container, interface) pair that GC must keep."""
 
     container_id: str
     ifname: str
 
 
-@dataclass(frozen=True)
-class _Net:
+class _Net(msgspec.Struct, frozen=True):
     """What a verb needs of a list or of a single config."""
 
     name: str
@@ -99,6 +94,8 @@ def describe(plugin: NetConf) -> str:
 
 
 def _quote(text: str) -> str:
+    import json  # noqa: PLC0415 - error messages only
+
     return json.dumps(text, ensure_ascii=False)
 
 

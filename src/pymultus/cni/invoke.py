@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import logging
 import os
 import signal
@@ -220,6 +219,8 @@ def find_plugin(plugin_type: str, dirs: Sequence[str], *, root: str = "") -> str
 
 def _go_quote(text: str) -> str:
     """Close to Go's ``%q`` for the names we quote."""
+    import json  # noqa: PLC0415 - error messages only
+
     return json.dumps(text, ensure_ascii=False)
 
 

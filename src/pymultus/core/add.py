@@ -25,7 +25,8 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+
+import msgspec
 
 import msgspec
 
@@ -47,8 +48,7 @@ from pymultus.k8s.status import render_network_status, statuses_for_result
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Running:
+class Running(msgspec.Struct, frozen=True):
     """An attachment that ADD made, with the device info its status entries carry."""
 
     planned: Planned

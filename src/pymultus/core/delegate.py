@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from pymultus.cni.errors import InvalidConfigError
 from pymultus.cni.netconf import decode_object, go_field
@@ -23,8 +24,7 @@ from pymultus.config.multus import bool_map_field, object_field, str_list_field
 PARSED_CACHE = 1024
 
 
-@dataclass(frozen=True)
-class Delegate:
+class Delegate(msgspec.Struct, frozen=True):
     """A delegate as the core runs it and as the delegate cache stores it.
 
     ``name`` is the status name: ``ns/nad`` for a NAD, the CNI name for files and static
@@ -53,30 +53,27 @@ class Delegate:
 # ---------------------------------------------------------------- Go's partial views
 
 
-@dataclass(frozen=True)
-class GoDNS:
+class GoDNS(msgspec.Struct, frozen=True):
     nameservers: tuple[str, ...] = ()
     domain: str = ""
     search: tuple[str, ...] = ()
     options: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class GoNetConf:
+class GoNetConf(msgspec.Struct, frozen=True):
     """libcni ``types.PluginConf`` (alias ``NetConf``): the keys Go parses from any config."""
 
     cni_version: str = ""
     name: str = ""
     type: str = ""
-    capabilities: Mapping[str, bool] = field(default_factory=dict)
+    capabilities: Mapping[str, bool] = msgspec.field(default_factory=dict)
     ipam_type: str = ""
     dns: GoDNS = GoDNS()
     prev_result: Mapping[str, Any] | None = None
     valid_attachments: tuple[tuple[str, str], ...] = ()  # (containerID, ifname)
 
 
-@dataclass(frozen=True)
-class GoNetConfList:
+class GoNetConfList(msgspec.Struct, frozen=True):
     """libcni ``types.NetConfList``."""
 
     cni_version: str = ""

@@ -7,8 +7,9 @@ from, where network-status and events go, and how plugins are executed.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
+
+import msgspec
 
 from pymultus.cni.invoke import Executor
 from pymultus.k8s.devinfo_files import DEVINFO_ROOT
@@ -16,7 +17,13 @@ from pymultus.k8s.dra import DraApi
 from pymultus.k8s.objects import Nad, Pod
 from pymultus.k8s.refs import PodRef
 from pymultus.k8s.resourcemap import CHECKPOINT_FILE, KUBELET_SOCKET
-from pymultus.netns import links
+
+
+def _link_exists(netns: str, ifname: str) -> bool:
+    """``netns.links.link_exists``, imported at the first use (ctypes: only ADD needs it)."""
+    from pymultus.netns.links import link_exists  # noqa: PLC0415
+
+    return link_exists(netns, ifname)
 
 
 class PodSource(Protocol):
@@ -42,8 +49,7 @@ class EventSink(Protocol):
         ...
 
 
-@dataclass
-class Deps:
+class Deps(msgspec.Struct):
     pods: PodSource | None = None
     nads: NadSource | None = None
     status: StatusSink | None = None
@@ -67,7 +73,7 @@ class Deps:
     dra: DraApi | None = None
     #: Keep the per-sandbox attachment record (``core.record``): the daemon with hot-plug on.
     keep_records: bool = False
-    link_exists: Callable[[str, str], bool] = links.link_exists
+    link_exists: Callable[[str, str], bool] = _link_exists
 
     @property
     def has_kubernetes(self) -> bool:

@@ -228,7 +228,7 @@ def delegates_of(rec: SandboxRecord, cached: Sequence[Delegate]) -> list[Delegat
         d = by_key.get((a.network, a.ifname)) or Delegate(
             raw=a.config, name=a.network, is_list=a.is_list
         )
-        out.append(d if i == 0 else replace(d, ifname_request=a.ifname))
+        out.append(d if i == 0 else msgspec.structs.replace(d, ifname_request=a.ifname))
     return out
 
 

@@ -3,7 +3,7 @@ identity from CNI_ARGS. Built once per call, frozen, and shared by every step.""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 from pymultus.cni.args import parse_cni_args
 from pymultus.cni.env import CmdArgs
@@ -11,8 +11,7 @@ from pymultus.config.multus import MultusConf, parse_multus_conf
 from pymultus.k8s.refs import PodRef
 
 
-@dataclass(frozen=True)
-class K8sArgs:
+class K8sArgs(msgspec.Struct, frozen=True):
     """The ``K8S_POD_*`` keys of CNI_ARGS; unknown keys are ignored (containerd and podman
     always send ``IgnoreUnknown``, and Multus never needed the others)."""
 
@@ -38,8 +37,7 @@ class K8sArgs:
         return PodRef(self.pod_namespace, self.pod_name, self.pod_uid)
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(msgspec.Struct, frozen=True):
     cmd: CmdArgs
     conf: MultusConf
     runtime_args: tuple[tuple[str, str], ...]

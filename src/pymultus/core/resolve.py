@@ -13,8 +13,9 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
 from typing import Any, Protocol
+
+import msgspec
 
 from pymultus.cni import netconf
 from pymultus.cni.env import validate_network_name
@@ -38,8 +39,7 @@ from pymultus.k8s.selection import (
 PASSTHRU = "passthru"
 
 
-@dataclass(frozen=True)
-class Planned:
+class Planned(msgspec.Struct, frozen=True):
     """One attachment to make: the delegate (what the cache keeps), what libcni runs, and the
     pod's request for it (port mappings and bandwidth are not cached, as in Go)."""
 
@@ -249,11 +249,13 @@ def _from_nad(
         raw = inject_device_id(raw, device_id)
     delegate = load_delegate(raw, name=f"{nad.namespace}/{nad.name}")
     if device_id:
-        delegate = replace(delegate, device_id=device_id, resource_name=nad.resource_name)
+        delegate = msgspec.structs.replace(
+            delegate, device_id=device_id, resource_name=nad.resource_name
+        )
     elif sel is not None:
-        delegate = replace(delegate, device_id=sel.device_id)
+        delegate = msgspec.structs.replace(delegate, device_id=sel.device_id)
     if sel is not None:
-        delegate = replace(
+        delegate = msgspec.structs.replace(
             delegate,
             ifname_request=sel.interface,
             mac_request=sel.mac,
@@ -343,9 +345,9 @@ def _with_gateway_filters(planned: Sequence[Planned]) -> list[Planned]:
     if all(p.delegate.default_route is None for p in planned):
         return list(planned)
     return [
-        replace(
+        msgspec.structs.replace(
             p,
-            delegate=replace(
+            delegate=msgspec.structs.replace(
                 p.delegate,
                 filter_v4_gateway=not any(":" not in gw for gw in p.delegate.default_route or ()),
                 filter_v6_gateway=not any(":" in gw for gw in p.delegate.default_route or ()),

@@ -26,7 +26,8 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
+
+import msgspec
 
 from pymultus.cni import cache
 from pymultus.cni.convert import convert, parse_result, result_version, to_current
@@ -37,8 +38,7 @@ from pymultus.netns import routes as netns_routes
 _FAMILIES = ((4, socket.AF_INET, "0.0.0.0/0"), (6, socket.AF_INET6, "::/0"))
 
 
-@dataclass(frozen=True)
-class Attached:
+class Attached(msgspec.Struct, frozen=True):
     """An attachment that ADD made: enough to change its routes and its cached result."""
 
     delegate: Delegate
@@ -46,8 +46,7 @@ class Attached:
     ifname: str
 
 
-@dataclass(frozen=True)
-class FamilyPlan:
+class FamilyPlan(msgspec.Struct, frozen=True):
     """What to do for one IP family: interfaces losing their default routes, routes to add."""
 
     remove_on: frozenset[str]

@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from pymultus.cni.convert import AnyResult
 from pymultus.cni.errors import CniError
@@ -98,7 +100,7 @@ def standalone_deps(
     """``Deps`` for one standalone request. ``container_id`` (the request's sandbox) is
     recorded in the status file; ``base`` supplies the executor and timeouts (the default
     ``Deps()`` values otherwise). No events: there is no API server to send them to."""
-    return replace(
+    return msgspec.structs.replace(
         base if base is not None else Deps(),
         pods=StandalonePods(runtime_annotations(conf), FilePods(pod_dir)),
         nads=FileNads(nad_dir),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
+import msgspec
+
 from pymultus.cni import cache, netconf
 from pymultus.cni.chain import Attachment
 from pymultus.cni.env import validate_container_id
@@ -127,7 +129,7 @@ def _gc_delegate_caches(req: Request, deps: Deps, live: set[str]) -> list[CniErr
 def _cache_only(deps: Deps) -> Deps:
     """``deps`` without pods, NADs, status or events: a stale sandbox is deleted from the
     caches alone."""
-    return replace(deps, pods=None, nads=None, status=None, events=None)
+    return msgspec.structs.replace(deps, pods=None, nads=None, status=None, events=None)
 
 
 def _master_ifname(cni_dir: str, container_id: str) -> str:

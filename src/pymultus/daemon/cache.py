@@ -176,7 +176,7 @@ def nad_view(obj: CachedNad) -> tuple[Key, Nad]:
 def trimmed_pod(raw: Mapping[str, Any]) -> Pod:
     """A pod from a live GET, trimmed like the cached ones, so both look the same."""
     pod = Pod.from_dict(raw)
-    return dataclasses.replace(pod, annotations=kept_annotations(pod.annotations))
+    return msgspec.structs.replace(pod, annotations=kept_annotations(pod.annotations))
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ with the pod's own ADD or DEL.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+
+import msgspec
 
 from pymultus.cni import netconf
 from pymultus.cni.chain import CNIConfig, RuntimeConf
@@ -123,8 +124,10 @@ def with_attributes(delegate: Delegate, attrs: wire.InterfaceAttributes | None) 
     if attrs is None:
         return delegate
     if attrs.cni_args:
-        delegate = replace(delegate, raw=resolve.with_cni_args(delegate.raw, attrs.cni_args))
-    return replace(
+        delegate = msgspec.structs.replace(
+            delegate, raw=resolve.with_cni_args(delegate.raw, attrs.cni_args)
+        )
+    return msgspec.structs.replace(
         delegate,
         ip_requests=tuple(attrs.ips or ()) or delegate.ip_requests,
         mac_request=attrs.mac or delegate.mac_request,

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
+import msgspec
+
 from pymultus.cni.errors import CniError
 from pymultus.core.deps import Deps
 from pymultus.core.record import SandboxRecord
@@ -45,7 +47,7 @@ def standalone_deps_for(
 
     def deps_for(rec: SandboxRecord) -> Deps:
         status = StateDirStatus(state_dir, container_id=rec.container_id)
-        return replace(base, nads=FileNads(nad_dir), status=status, events=None)
+        return msgspec.structs.replace(base, nads=FileNads(nad_dir), status=status, events=None)
 
     return deps_for
 

@@ -31,11 +31,8 @@ import logging
 import os
 import ssl
 import threading
-import time
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx2
 import lightkube
@@ -46,28 +43,35 @@ from lightkube.core.exceptions import ApiError, ConfigError
 from lightkube.types import PatchType
 
 from pymultus.cni import limits
-from pymultus.cni.errors import CniError, DecodeError, InvalidConfigError, TryAgainLaterError
+from pymultus.cni.errors import CniError, DecodeError, InvalidConfigError
+from pymultus.k8s.calls import (
+    DEFAULT_TIMEOUT,
+    FIELD_MANAGER,
+    TRANSIENT_STATUS,
+    ApiCalls,
+    JsonObj,
+    Kind,
+    api_failure,
+    is_static_pod,
+    nad_not_found_text,
+    pod_uid,
+)
 from pymultus.k8s.refs import PodRef
 from pymultus.k8s.resources import NetworkAttachmentDefinition, RawEvent, RawPod, RawPodStatus
 
 log = logging.getLogger(__name__)
 
-#: Go Multus's client timeout (behaviour row 49): one minute for any single API request.
-DEFAULT_TIMEOUT = 60.0
-#: Conflict retries for the status write: client-go's ``retry.DefaultRetry`` (5 tries, 10 ms).
-STATUS_WRITE_TRIES = 5
-STATUS_WRITE_INTERVAL = 0.01
-#: The component name Go Multus's event recorder uses; ``kubectl describe`` shows it.
-EVENT_COMPONENT = "multus"
-#: The field manager client-go derives from the binary name; shows up in managedFields.
-FIELD_MANAGER = "multus"
-#: Pod annotation whose value is not ``api`` for static (mirror) pods (behaviour row 40).
-CONFIG_SOURCE_ANNOTATION = "kubernetes.io/config.source"
-
-_TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
-#: A refused status PATCH falls back to GET + PUT: RBAC without patch, or a UID mismatch.
-_PATCH_FALLBACK = frozenset({403, 409, 422})
-_JsonObj = dict[str, Any]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "FIELD_MANAGER",
+    "KubeApi",
+    "is_static_pod",
+    "is_transient",
+    "load_client",
+    "map_api_error",
+    "nad_not_found_text",
+    "pod_uid",
+]
 
 
 def load_client(
@@ -154,7 +158,7 @@ def is_transient(exc: BaseException) -> bool:
     """
     exc = _unwrap(exc)
     if isinstance(exc, httpx2.HTTPStatusError):
-        return exc.response.status_code in _TRANSIENT_STATUS
+        return exc.response.status_code in TRANSIENT_STATUS
     if isinstance(exc, httpx2.TransportError):
         return not _is_tls_failure(exc)
     return False
@@ -165,18 +169,18 @@ def map_api_error(exc: BaseException, *, server: str, action: str) -> CniError:
     if isinstance(exc, CniError):
         return exc
     exc = _unwrap(exc)
-    where = f"{action}: Kubernetes API server {server}"
     status = http_status(exc)
-    if is_transient(exc):
-        what = _status_text(exc) if status else _transport_text(exc)
-        return TryAgainLaterError(f"{where} is not available: {what}")
-    if status in (401, 403):
-        why = "rejected the credentials" if status == 401 else "denied the request (RBAC)"
-        return CniError(f"{where} {why}: {_status_text(exc)}")
-    if status:
-        return CniError(f"{action}: {_api_message(exc)}")
-    if isinstance(exc, httpx2.TransportError):
-        return CniError(f"{where}: {_transport_text(exc)}")
+    if status or isinstance(exc, httpx2.TransportError):
+        return api_failure(
+            action=action,
+            server=server,
+            status=status,
+            status_text=_status_text(exc),
+            api_message=_api_message(exc),
+            other=_transport_text(exc),
+            retriable=is_transient(exc),
+        )
+    where = f"{action}: Kubernetes API server {server}"
     if isinstance(exc, msgspec.DecodeError | msgspec.ValidationError | ValueError):
         return DecodeError(f"{where} sent a reply that is not the expected JSON: {exc}")
     if isinstance(exc, ConfigError):
@@ -230,38 +234,15 @@ def _is_tls_failure(exc: BaseException) -> bool:
 # --- the API the core uses ------------------------------------------------------------------
 
 
-def nad_not_found_text(name: str) -> str:
-    """The API server's NotFound message for a NAD, which Go Multus ends its error with."""
-    return f'network-attachment-definitions.k8s.cni.cncf.io "{name}" not found'
+class KubeApi(ApiCalls):
+    """``ApiCalls`` over lightkube (the daemon); may be shared between threads."""
 
-
-def is_static_pod(pod: Mapping[str, Any]) -> bool:
-    """Static (mirror) pods carry a config source other than ``api``; their API UID differs."""
-    source = _annotations(pod).get(CONFIG_SOURCE_ANNOTATION, "")
-    return bool(source) and source != "api"
-
-
-def pod_uid(pod: Mapping[str, Any]) -> str:
-    meta = pod.get("metadata") or {}
-    return str(meta.get("uid") or "")
-
-
-def _annotations(obj: Mapping[str, Any]) -> Mapping[str, str]:
-    meta = obj.get("metadata") or {}
-    return meta.get("annotations") or {}
-
-
-class KubeApi:
-    """The few API calls pymultus makes, with its error rules; may be shared between threads."""
+    errors = API_ERRORS
 
     def __init__(self, client: lightkube.Client) -> None:
+        super().__init__(client.config.cluster.server)
         self._client = client
-        self.server: str = client.config.cluster.server
-        #: Events that could not be created; events are best effort, so this is all that's left.
-        self.events_failed = 0
-        self._lock = threading.Lock()
-        #: False once the API refused a PATCH of pods/status (403): GET + PUT from then on.
-        self._status_patch = True
+        self._swap = threading.Lock()
         #: Called when the API answers 401 (per-node certificates rotate then).
         self.on_unauthorized: Callable[[], None] | None = None
         self._retired: lightkube.Client | None = None
@@ -269,214 +250,50 @@ class KubeApi:
     def use_client(self, client: lightkube.Client) -> None:
         """Send every later request through ``client`` (new credentials). The client it
         replaces may still be in use by requests in flight: it is closed one swap later."""
-        with self._lock:
+        with self._swap:
             retired, self._retired, self._client = self._retired, self._client, client
         if retired is not None:
             retired.close()
-
-    def close(self) -> None:
-        """Close the client, and the one it replaced if any."""
-        with self._lock:
-            clients = [c for c in (self._retired, self._client) if c is not None]
-            self._retired = None
-        for client in clients:
-            client.close()
-
-    def _failed(self, exc: BaseException, action: str) -> CniError:
-        """``map_api_error`` for this server, telling ``on_unauthorized`` about a 401."""
-        if http_status(exc) == 401 and self.on_unauthorized is not None:
-            self.on_unauthorized()
-        return map_api_error(exc, server=self.server, action=action)
 
     @property
     def client(self) -> lightkube.Client:
         """The lightkube client, for list+watch sources that need more than these calls."""
         return self._client
 
-    def get_pod(self, ref: PodRef) -> _JsonObj | None:
-        """The pod as raw JSON, or ``None`` if the API says it does not exist."""
-        return self._get(RawPod, ref.namespace, ref.name, f"get pod {ref}")
+    def close(self) -> None:
+        """Close the client, and the one it replaced if any."""
+        with self._swap:
+            clients = [c for c in (self._retired, self._client) if c is not None]
+            self._retired = None
+        for client in clients:
+            client.close()
 
-    def get_nad(self, namespace: str, name: str) -> _JsonObj | None:
-        """The NAD as raw JSON, or ``None`` if it does not exist (no retry: row 50)."""
-        action = f"get network-attachment-definition {namespace}/{name}"
-        return self._get(NetworkAttachmentDefinition, namespace, name, action)
+    def status_of(self, exc: BaseException) -> int:
+        return http_status(exc)
 
-    def get_pod_with_retry(
-        self, ref: PodRef, *, attempts: int, interval: float, retry_not_found: bool = False
-    ) -> _JsonObj | None:
-        """GET the pod, trying again on transient failures (behaviour row 50).
+    def transient(self, exc: BaseException) -> bool:
+        return is_transient(exc)
 
-        Up to ``attempts`` tries, ``interval`` seconds apart. A 404 ends it with ``None``
-        unless ``retry_not_found`` (the informer-lag case), in which case a pod still missing
-        after the last try is ``None`` too. The last transient failure is raised as
-        :class:`TryAgainLaterError`.
-        """
-        last: CniError | None = None
-        for attempt in range(max(1, attempts)):
-            if attempt:
-                time.sleep(interval)
-            try:
-                pod = self._get_or_raise(RawPod, ref.namespace, ref.name)
-            except API_ERRORS as e:
-                if http_status(e) == 404:
-                    if retry_not_found:
-                        last = None
-                        continue
-                    return None
-                if not is_transient(e):
-                    raise self._failed(e, f"get pod {ref}") from e
-                last = self._failed(e, f"get pod {ref}")
-                last.__cause__ = e
-                continue
-            return pod
-        if last is not None:
-            raise last
-        return None
+    def mapped(self, exc: BaseException, action: str) -> CniError:
+        """``map_api_error`` for this server, telling ``on_unauthorized`` about a 401."""
+        if http_status(exc) == 401 and self.on_unauthorized is not None:
+            self.on_unauthorized()
+        return map_api_error(exc, server=self.server, action=action)
 
-    def set_pod_annotation_status(
-        self, ref: PodRef, key: str, value: str, *, expected_uid: str = ""
-    ) -> bool:
-        """Set one annotation on ``pods/status``: one merge PATCH, else GET + PUT.
+    def _fetch(self, kind: Kind, namespace: str, name: str) -> JsonObj:
+        # A plain dict: lightkube's Generic answers None for any unknown attribute. (Each
+        # class named at its call: tests/unit/deploy/test_rbac_matches_code.py reads them.)
+        if kind == "pod":
+            return dict(self._client.get(RawPod, name, namespace=namespace))
+        return dict(self._client.get(NetworkAttachmentDefinition, name, namespace=namespace))
 
-        The PATCH carries ``metadata.uid`` = ``expected_uid``, which the API server holds as a
-        precondition: a pod deleted and recreated under the same name refuses it (409, or 422
-        "field is immutable") instead of receiving someone else's network-status. It touches
-        only this annotation, so no other writer's update can be lost and no
-        ``resourceVersion`` is needed: one request on the ADD's critical path instead of Go
-        Multus's two.
-
-        Go Multus's GET + PUT is the fallback: when the PATCH is refused with 403 (a role
-        that grants ``update`` only, as Go Multus's does; remembered for this client), 409 or
-        422 (the PUT path then reads the pod and applies the UID rules below).
-
-        Returns False, writing nothing, when the pod is gone or, for a non-static pod, its
-        UID is not ``expected_uid`` (a pod of the same name that is not ours).
-        """
-        if self._status_patch:
-            try:
-                self._client.patch(
-                    RawPodStatus,
-                    ref.name,
-                    _annotation_patch(key, value, expected_uid),
-                    namespace=ref.namespace,
-                    patch_type=PatchType.MERGE,
-                )
-            except API_ERRORS as e:
-                status = http_status(e)
-                if status == 404:
-                    return False
-                if status not in _PATCH_FALLBACK:
-                    action = f"set annotation {key} on pod {ref}"
-                    raise self._failed(e, action) from e
-                if status == 403:
-                    self._status_patch = False
-                    log.warning("PATCH of pods/status refused (403): using GET + PUT from now on")
-            else:
-                return True
-        return self._get_put_annotation(ref, key, value, expected_uid)
-
-    def _get_put_annotation(self, ref: PodRef, key: str, value: str, expected_uid: str) -> bool:
-        """Go Multus's way: GET + PUT ``pods/status``, again on 409 Conflict (someone updated
-        the pod between our GET and PUT)."""
-        action = f"set annotation {key} on pod {ref}"
-        for attempt in range(STATUS_WRITE_TRIES):
-            if attempt:
-                time.sleep(STATUS_WRITE_INTERVAL)
-            pod = self._get(RawPod, ref.namespace, ref.name, action)
-            if pod is None:
-                return False
-            if expected_uid and pod_uid(pod) != expected_uid and not is_static_pod(pod):
-                log.warning(
-                    "pod %s has UID %s, expected %s: status not written",
-                    ref,
-                    pod_uid(pod),
-                    expected_uid,
-                )
-                return False
-            meta = pod.setdefault("metadata", {})
-            meta["annotations"] = {**(meta.get("annotations") or {}), key: value}
-            try:
-                self._client.replace(RawPodStatus(**pod), ref.name, namespace=ref.namespace)
-            except API_ERRORS as e:
-                status = http_status(e)
-                if status == 409:
-                    continue
-                if status == 404:
-                    return False
-                raise self._failed(e, action) from e
-            return True
-        raise CniError(
-            f"{action}: still conflicting after {STATUS_WRITE_TRIES} tries", pod=str(ref)
+    def _patch_status(self, ref: PodRef, patch: JsonObj) -> None:
+        self._client.patch(
+            RawPodStatus, ref.name, patch, namespace=ref.namespace, patch_type=PatchType.MERGE
         )
 
-    def emit_event(self, ref: PodRef, *, type_: str, reason: str, message: str) -> None:
-        """Create a core/v1 Event on the pod, as client-go's recorder does; never raises.
+    def _put_status(self, ref: PodRef, pod: JsonObj) -> None:
+        self._client.replace(RawPodStatus(**pod), ref.name, namespace=ref.namespace)
 
-        Events are best effort (Go Multus may even exit before sending them): a failure is
-        logged and counted in ``events_failed``.
-        """
-        try:
-            self._client.create(RawEvent(**_event(ref, type_, reason, message)))
-        except API_ERRORS as e:
-            with self._lock:
-                self.events_failed += 1
-            err = self._failed(e, f"create event {reason} on {ref}")
-            log.warning("%s", err)
-
-    def _get(
-        self, res: type[RawPod | NetworkAttachmentDefinition], ns: str, name: str, action: str
-    ) -> _JsonObj | None:
-        try:
-            return self._get_or_raise(res, ns, name)
-        except API_ERRORS as e:
-            if http_status(e) == 404:
-                return None
-            raise self._failed(e, action) from e
-
-    def _get_or_raise(
-        self, res: type[RawPod | NetworkAttachmentDefinition], ns: str, name: str
-    ) -> _JsonObj:
-        # A plain dict: lightkube's Generic answers None for any unknown attribute.
-        return dict(self._client.get(res, name, namespace=ns))
-
-
-def _annotation_patch(key: str, value: str, uid: str) -> _JsonObj:
-    """The JSON merge patch that sets one annotation, with ``uid`` as a precondition."""
-    meta: _JsonObj = {"annotations": {key: value}}
-    if uid:
-        meta["uid"] = uid
-    return {"metadata": meta}
-
-
-def _event(ref: PodRef, type_: str, reason: str, message: str) -> _JsonObj:
-    """The Event object client-go's ``makeEvent`` builds for a pod (name ``<pod>.<ns hex>``)."""
-    now = time.time_ns()
-    stamp = datetime.fromtimestamp(now / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    involved: _JsonObj = {"kind": "Pod", "namespace": ref.namespace, "name": ref.name}
-    if ref.uid:
-        involved["uid"] = ref.uid
-    involved["apiVersion"] = "v1"
-    return {
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": _event_name(ref, now),
-        "involvedObject": involved,
-        "reason": reason,
-        "message": message,
-        "source": {"component": EVENT_COMPONENT},
-        "firstTimestamp": stamp,
-        "lastTimestamp": stamp,
-        "count": 1,
-        "type": type_,
-        "reportingComponent": EVENT_COMPONENT,
-        "reportingInstance": "",
-    }
-
-
-def _event_name(ref: PodRef, now_ns: int) -> _JsonObj:
-    name = f"{ref.name}.{now_ns:x}"
-    if len(name) <= 253:
-        return {"name": name, "namespace": ref.namespace}
-    # A 253-character pod name leaves no room: let the server make the name unique.
-    return {"generateName": f"{ref.name[:200]}.", "namespace": ref.namespace}
+    def _create_event(self, event: JsonObj) -> None:
+        self._client.create(RawEvent(**event))

@@ -202,6 +202,25 @@ class DraApi(Protocol):
         ...
 
 
+class SliceQueries:
+    """``DraApi.slices`` as Go Multus's draclient asks, over a client's ``list_slices``: the
+    node's slices of a driver, then (only for a device not among them) its slices tied to no
+    node (``spec.nodeName=``: ``nodeSelector``/``allNodes`` pools)."""
+
+    def list_slices(self, driver: str, fields: dict[str, Any]) -> list[IndexedSlice]:
+        """One LIST of ResourceSlices with the field selector ``fields``."""
+        raise NotImplementedError
+
+    def slices(self, node_name: str, driver: str, *, local_only: bool) -> list[IndexedSlice]:
+        """``local_only``: the node's slices; else those of no node (``spec.nodeName=``)."""
+        if not node_name and not local_only:
+            return []  # without a node the first list already had them all
+        fields: dict[str, Any] = {"spec.driver": driver}
+        if node_name:
+            fields = {"spec.nodeName": node_name if local_only else "", **fields}
+        return self.list_slices(driver, fields)
+
+
 class DraPod(Protocol):
     @property
     def namespace(self) -> str: ...

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pymultus.k8s.client import API_ERRORS, KubeApi, http_status, map_api_error
-from pymultus.k8s.dra import ERROR_PREFIX, IndexedSlice
+from pymultus.k8s.dra import ERROR_PREFIX, IndexedSlice, SliceQueries
 from pymultus.k8s.resources import RawResourceClaim, RawResourceSlice
 
 
@@ -36,17 +36,8 @@ class ApiClaims:
 
 
 @dataclass
-class ApiDra(ApiClaims):
+class ApiDra(ApiClaims, SliceQueries):
     """Claims and slices, each read from the API when asked."""
-
-    def slices(self, node_name: str, driver: str, *, local_only: bool) -> list[IndexedSlice]:
-        """``local_only``: the node's slices; else those of no node (``spec.nodeName=``)."""
-        if not node_name and not local_only:
-            return []  # without a node the first list already had them all
-        fields: dict[str, Any] = {"spec.driver": driver}
-        if node_name:
-            fields = {"spec.nodeName": node_name if local_only else "", **fields}
-        return self.list_slices(driver, fields)
 
     def list_slices(self, driver: str, fields: dict[str, Any]) -> list[IndexedSlice]:
         """One LIST of ResourceSlices with the field selector ``fields``."""

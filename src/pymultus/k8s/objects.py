@@ -7,8 +7,9 @@ the core these views, so the core never touches raw API objects.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from pymultus.k8s.dra import NO_CLAIMS, PodClaims, pod_claims
 
@@ -19,12 +20,11 @@ RESOURCE_NAME_ANNOTATION = "k8s.v1.cni.cncf.io/resourceName"
 CONFIG_SOURCE_ANNOTATION = "kubernetes.io/config.source"
 
 
-@dataclass(frozen=True)
-class Pod:
+class Pod(msgspec.Struct, frozen=True):
     namespace: str
     name: str
     uid: str = ""
-    annotations: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = msgspec.field(default_factory=dict)
     node_name: str = ""
     resource_version: str = ""
     #: The pod's ResourceClaims (DRA devices for NADs with a resourceName).
@@ -60,8 +60,7 @@ def pod_claims_of(obj: Mapping[str, Any]) -> PodClaims:
     )
 
 
-@dataclass(frozen=True)
-class Nad:
+class Nad(msgspec.Struct, frozen=True):
     namespace: str
     name: str
     config: str = ""  # spec.config exactly as stored ("" = empty spec)

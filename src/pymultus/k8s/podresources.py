@@ -34,8 +34,9 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from pymultus.cni.errors import DecodeError, InvalidEnvironmentError, IOFailure, TryAgainLaterError
 
@@ -54,27 +55,23 @@ _LEN = 2  # wire type of strings, bytes and embedded messages
 _TRANSIENT = ("UNAVAILABLE", "DEADLINE_EXCEEDED")
 
 
-@dataclass(frozen=True)
-class ContainerDevices:
+class ContainerDevices(msgspec.Struct, frozen=True):
     resource_name: str
     device_ids: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class DynamicResource:
+class DynamicResource(msgspec.Struct, frozen=True):
     claim_name: str
     cdi_devices: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class ContainerResources:
+class ContainerResources(msgspec.Struct, frozen=True):
     name: str
     devices: tuple[ContainerDevices, ...] = ()
     dynamic: tuple[DynamicResource, ...] = ()
 
 
-@dataclass(frozen=True)
-class PodResources:
+class PodResources(msgspec.Struct, frozen=True):
     name: str
     namespace: str
     containers: tuple[ContainerResources, ...] = ()

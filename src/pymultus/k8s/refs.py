@@ -6,11 +6,10 @@ reference is a frozen value with named parts, and its string form is only for me
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 
-@dataclass(frozen=True, slots=True)
-class PodRef:
+class PodRef(msgspec.Struct, frozen=True):
     """A pod as the runtime names it: namespace, name and (when the runtime sent it) UID.
 
     The UID is empty when the runtime gave no ``K8S_POD_UID``; it never takes part in the
@@ -25,8 +24,7 @@ class PodRef:
         return f"{self.namespace}/{self.name}"
 
 
-@dataclass(frozen=True, slots=True)
-class NadRef:
+class NadRef(msgspec.Struct, frozen=True):
     """A NetworkAttachmentDefinition: the namespace it lives in and its name."""
 
     namespace: str

@@ -3,9 +3,9 @@ as the core's ``Deps`` expects them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
-from pymultus.k8s.client import KubeApi
+from pymultus.k8s.calls import ApiCalls
 from pymultus.k8s.objects import STATUS_ANNOTATION, Nad, Pod
 from pymultus.k8s.refs import PodRef
 
@@ -14,9 +14,8 @@ POD_ATTEMPTS = 10
 POD_INTERVAL = 0.25
 
 
-@dataclass
-class ApiPods:
-    api: KubeApi
+class ApiPods(msgspec.Struct):
+    api: ApiCalls
     attempts: int = POD_ATTEMPTS
     interval: float = POD_INTERVAL
 
@@ -27,27 +26,24 @@ class ApiPods:
         return Pod.from_dict(raw) if raw is not None else None
 
 
-@dataclass
-class ApiNads:
-    api: KubeApi
+class ApiNads(msgspec.Struct):
+    api: ApiCalls
 
     def get_nad(self, namespace: str, name: str) -> Nad | None:
         raw = self.api.get_nad(namespace, name)
         return Nad.from_dict(raw) if raw is not None else None
 
 
-@dataclass
-class ApiStatus:
-    api: KubeApi
+class ApiStatus(msgspec.Struct):
+    api: ApiCalls
 
     def write_network_status(self, pod: Pod, value: str) -> None:
         ref = PodRef(pod.namespace, pod.name, pod.uid)
         self.api.set_pod_annotation_status(ref, STATUS_ANNOTATION, value, expected_uid=pod.uid)
 
 
-@dataclass
-class ApiEvents:
-    api: KubeApi
+class ApiEvents(msgspec.Struct):
+    api: ApiCalls
 
     def emit(self, pod: Pod, type_: str, reason: str, message: str) -> None:
         ref = PodRef(pod.namespace, pod.name, pod.uid)

@@ -1,8 +1,13 @@
-"""Installing the thin ``multus`` plugin into a CNI bin dir.
+"""Installing the thin ``multus`` plugin into a CNI bin dir, the way the shim is installed.
 
-The thin plugin is this package; what lands in the bin dir is a two-line launcher run by the
-interpreter that has pymultus installed, written atomically (temp file + rename) so a runtime
-never executes a half-written file ("text file busy" on upgrade, Go Multus issue #1221).
+The runtime starts the plugin for every CNI call, so how it starts counts. What lands in the
+bin dir is not a console-script wrapper (which runs ``site``, reads ``.pth`` files and entry
+point metadata: ~20 ms before the plugin's first line) but ``shim.install``'s launcher: the
+real interpreter (``realpath`` of the one running this, which leaves any venv or pyenv wrapper
+behind) with ``-IS``, a fixed ``sys.path`` (the directory pymultus is imported from, then the
+environment's ``site-packages``) and its three lines run from a compiled cache beside it.
+Written atomically, so a runtime never executes a half-written file ("text file busy" on
+upgrade, Go Multus issue #1221); installing runs it once to warm the cache.
 """
 
 from __future__ import annotations
@@ -10,14 +15,29 @@ from __future__ import annotations
 import os
 import sys
 
-from pymultus.cni.atomic import write_atomic
+import pymultus
+from pymultus.shim.install import install_program
 
-LAUNCHER = "#!{python} -I\nfrom pymultus.plugin.main import main\nmain()\n"
+PROGRAM = (
+    "#!python\nimport sys\nsys.path[:0] = {paths!r}\n"
+    "from pymultus.plugin.main import main\nmain()\n"
+)
+
+
+def import_paths() -> list[str]:
+    """Where the plugin's code comes from: pymultus's parent directory, then every
+    ``site-packages`` of this interpreter's path (its dependencies), without repeats."""
+    found = [os.path.dirname(os.path.dirname(os.path.abspath(pymultus.__file__)))]
+    found += [p for p in sys.path if os.path.basename(p) in ("site-packages", "dist-packages")]
+    return list(dict.fromkeys(os.path.abspath(p) for p in found))
 
 
 def install_thin(dest_dir: str, *, interpreter: str | None = None, name: str = "multus") -> str:
-    python = interpreter or sys.executable  # a venv interpreter keeps its venv: no realpath
-    target = os.path.join(dest_dir, name)
-    os.makedirs(dest_dir, exist_ok=True)
-    write_atomic(target, LAUNCHER.format(python=python).encode(), mode=0o755, durable=True)
-    return target
+    """Install the thin plugin's launcher into ``dest_dir`` as ``name``; returns its path.
+
+    ``interpreter`` (absolute) must be the same Python version as the one running this: the
+    launcher imports its packages from this environment's ``site-packages``.
+    """
+    python = interpreter or os.path.realpath(sys.executable)
+    program = PROGRAM.format(paths=import_paths()).encode()
+    return install_program(program, dest_dir, name, interpreter=python, origin="pymultus.plugin")

@@ -147,9 +147,20 @@ def install_script(
     of its compact form, ``#!<interpreter> -IS`` (default: see the module docstring), then
     warm its compiled cache. Returns the script's path."""
     chosen = _checked_path(interpreter) if interpreter is not None else default_interpreter()
+    program = compact_source(source.read_bytes())
+    return install_program(program, dest_dir, name, interpreter=chosen, origin=str(source))
+
+
+def install_program(
+    program: bytes, dest_dir: str, name: str, *, interpreter: str, origin: str = "the script"
+) -> str:
+    """Install ``program`` (a script with a ``#!`` line, which is replaced) into ``dest_dir``
+    as ``name``: the launcher run by ``#!<interpreter> -IS`` from its compiled cache, written
+    atomically, old caches removed and the new one warmed. Returns the installed path."""
+    chosen = _checked_path(interpreter)
     if not os.path.isdir(dest_dir):
         raise ShimInstallError("CNI bin directory does not exist", dest_dir)
-    content = launcher_source(compact_source(source.read_bytes()), chosen, str(source))
+    content = launcher_source(program, chosen, origin)
     target = os.path.join(dest_dir, name)
     write_atomic(target, content, mode=0o755, durable=True)
     for stale in cache_files(target):  # an older program's, or another Python's

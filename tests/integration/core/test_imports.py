@@ -1,9 +1,13 @@
-"""The thin plugin starts once per CNI call, so it imports lightkube (~0.2 s) only when it talks
-to Kubernetes and pyroute2 (~0.3 s) only when a pod asks for a default-route change."""
+"""The thin plugin starts once per CNI call, so what it imports is what it costs (issue #15).
+These pin the import budget by module names, not by timings: VERSION imports next to nothing;
+no verb imports lightkube, httpx or their stack (the thin client is ``k8s.lite``); a DEL its
+caches serve imports neither TLS nor HTTP; pyroute2 (~0.3 s) only when a pod asks for a
+default-route change; PyYAML only in standalone mode."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -11,8 +15,12 @@ from typing import Any
 import pytest
 from tests.support.multus import NETWORKS, Cluster, run_plugin
 
-HEAVY = ("lightkube", "pyroute2", "httpx2", "yaml")
-_IMPORTTIME = [
+from pymultus.cni import gojson
+from pymultus.cni.version import ALL_VERSIONS, CURRENT
+from pymultus.plugin.main import SUPPORTED, version_info
+
+HEAVY = ("lightkube", "pyroute2", "httpx2", "httpcore2", "anyio", "h2", "yaml", "ssl", "http")
+IMPORTTIME = [
     sys.executable,
     "-X",
     "importtime",
@@ -21,15 +29,38 @@ _IMPORTTIME = [
 ]
 
 
+def imported(stderr: bytes) -> set[str]:
+    """Every module ``-X importtime`` saw imported."""
+    return {
+        line.rsplit("|", 1)[1].strip()
+        for line in stderr.decode().splitlines()
+        if line.startswith("import time:") and "|" in line
+    } - {"imported package"}
+
+
 def imported_heavy(stderr: bytes) -> set[str]:
     """Top-level names of the heavy packages ``-X importtime`` saw imported."""
-    found = set()
-    for line in stderr.decode().splitlines():
-        if line.startswith("import time:") and "|" in line:
-            top = line.rsplit("|", 1)[1].strip().split(".")[0]
-            if top in HEAVY:
-                found.add(top)
-    return found
+    return {name.split(".")[0] for name in imported(stderr)} & set(HEAVY)
+
+
+def test_version_imports_next_to_nothing() -> None:
+    env = {"PATH": "/usr/bin:/bin", "CNI_COMMAND": "VERSION"}
+    out = subprocess.run(IMPORTTIME, env=env, capture_output=True, check=True, timeout=60)
+    assert out.stdout == version_info()
+    names = imported(out.stderr)
+    assert {n for n in names if n.startswith("pymultus")} == {
+        "pymultus",
+        "pymultus.plugin",
+        "pymultus.plugin.main",
+    }
+    assert names.isdisjoint({"typing", "msgspec", "logging", "json", "socket", *HEAVY})
+
+
+def test_version_constants_are_the_cni_library_s() -> None:
+    assert SUPPORTED == ALL_VERSIONS and SUPPORTED[-1] == CURRENT
+    assert version_info() == gojson.marshal(
+        {"cniVersion": CURRENT, "supportedVersions": list(ALL_VERSIONS)}
+    )
 
 
 def _static_delegates(cluster: Cluster) -> dict[str, Any]:
@@ -57,7 +88,7 @@ def test_no_kubernetes_needs_neither_lightkube_nor_pyroute2(
     conf = json.dumps(make_conf(cluster)).encode()
     outcomes = {}
     for command in ("ADD", "CHECK", "DEL"):
-        out = run_plugin(cluster.pair, cluster.env(command, pod), conf, argv=_IMPORTTIME)
+        out = run_plugin(cluster.pair, cluster.env(command, pod), conf, argv=IMPORTTIME)
         outcomes[command] = out.check_ok()
         if command == "ADD":
             assert cluster.link_names() == {"lo", "eth0", "net1"}
@@ -75,8 +106,9 @@ def test_no_kubernetes_needs_neither_lightkube_nor_pyroute2(
 @pytest.mark.parametrize(
     ("annotation", "expected"),
     [
-        (None, {"lightkube", "httpx2", "yaml"}),
-        (json.dumps([{"name": "br-a", "default-route": ["198.18.1.1"]}]), set(HEAVY)),
+        (None, set()),
+        # pyroute2 imports ssl itself
+        (json.dumps([{"name": "br-a", "default-route": ["198.18.1.1"]}]), {"pyroute2", "ssl"}),
     ],
     ids=["kubernetes", "kubernetes-and-default-route"],
 )
@@ -87,6 +119,24 @@ def test_heavy_imports_only_when_needed(
     pod = cluster.put_pod("default", "heavy", {NETWORKS: annotation} if annotation else None)
     conf = json.dumps(cluster.multus_conf()).encode()
 
-    out = run_plugin(cluster.pair, cluster.env("ADD", pod), conf, argv=_IMPORTTIME).check_ok()
+    out = run_plugin(cluster.pair, cluster.env("ADD", pod), conf, argv=IMPORTTIME).check_ok()
 
     assert imported_heavy(out.stderr) == expected
+
+
+def test_del_served_from_the_caches_imports_no_tls_nor_http(cluster: Cluster) -> None:
+    cluster.put_nad("default", "br-a", cluster.bridge_nad("br-a", "pmbra", 1))
+    pod = cluster.put_pod("default", "cached", {NETWORKS: "br-a"})
+    conf = json.dumps(cluster.multus_conf()).encode()
+    cluster.add(pod, conf).check_ok()
+    before = len(cluster.api.requests())
+
+    out = run_plugin(cluster.pair, cluster.env("DEL", pod), conf, argv=IMPORTTIME).check_ok()
+
+    assert imported_heavy(out.stderr) == set()
+    names = imported(out.stderr)
+    assert names.isdisjoint(
+        {"pymultus.k8s.client", "pymultus.core.add", "pymultus.core.verbs", "ctypes"}
+    )
+    assert len(cluster.api.requests()) == before  # the delegate cache had everything
+    assert cluster.link_names() == {"lo"} and cluster.allocations() == []

@@ -384,6 +384,8 @@ def deep_size(root: Any) -> int:
             stack.extend(o)
         elif hasattr(o, "__dict__"):
             stack.append(vars(o))
+        elif hasattr(o, "__struct_fields__"):  # msgspec.Struct: slots, no __dict__
+            stack.extend(getattr(o, name) for name in o.__struct_fields__)
         elif isinstance(o, Mapping):  # MappingProxyType
             stack.extend(o.items())
     return total

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from pymultus.config.logfile import RotatingLog
 from pymultus.config.logging import LogLevel, LogOptions, LogSettings
-from pymultus.config.logsetup import RotatingLog, apply
+from pymultus.config.logsetup import apply
 
 LINE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \[(panic|error|verbose|debug)\] .*")
 MB = 1024 * 1024

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import os
 import stat
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import yaml
 
@@ -34,11 +34,13 @@ def nad(case: Path, name: str) -> bytes:
 def cluster(case: Path, **requests: Any) -> Delegate:
     """The cluster conflist as Go loads a clusterNetwork file: re-marshalled, list only."""
     raw = remarshal(decode_object((case / "cluster-network.conflist").read_bytes()))
-    return dataclasses.replace(load_delegate_list(raw), **requests)
+    return msgspec.structs.replace(load_delegate_list(raw), **requests)
 
 
 def from_nad(case: Path, name: str, **requests: Any) -> Delegate:
-    return dataclasses.replace(load_delegate(nad(case, name), name=f"golden/{name}"), **requests)
+    return msgspec.structs.replace(
+        load_delegate(nad(case, name), name=f"golden/{name}"), **requests
+    )
 
 
 def with_cni_args(raw: bytes, args: dict[str, Any]) -> bytes:
@@ -59,7 +61,7 @@ def build_02(case: Path) -> list[Delegate]:
     )
     return [
         cluster(case, filter_v4_gateway=True, filter_v6_gateway=True),
-        dataclasses.replace(
+        msgspec.structs.replace(
             static_c,
             mac_request="c2:ac:c0:00:03:07",
             ip_requests=("198.18.3.7/24",),

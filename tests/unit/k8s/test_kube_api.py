@@ -1,4 +1,6 @@
-"""pymultus's Kubernetes client layer (lightkube) against the stand-in API server over HTTP.
+"""pymultus's Kubernetes client layer against the stand-in API server over HTTP: every test
+of the ``kube`` fixture runs with both clients, lightkube's (the daemon) and ``k8s.lite`` (the
+thin plugin), which must behave the same.
 
 The stand-in keeps the real server's rules, so these pin what pymultus sends and how it reacts:
 raw-dict reads, None for 404, the status write (one merge PATCH of pods/status with a uid
@@ -25,6 +27,7 @@ from tests.support.apiserver import LoggedRequest, StandInApiServer
 from tests.support.golden import golden_dir
 
 from pymultus.cni.errors import CniError, InvalidConfigError, TryAgainLaterError
+from pymultus.k8s.calls import ApiCalls
 from pymultus.k8s.client import (
     KubeApi,
     is_transient,
@@ -32,6 +35,8 @@ from pymultus.k8s.client import (
     map_api_error,
     nad_not_found_text,
 )
+from pymultus.k8s.lite import LiteApi
+from pymultus.k8s.lite_conf import load_endpoint
 from pymultus.k8s.refs import NadRef, PodRef
 from pymultus.k8s.resources import NetworkAttachmentDefinition, RawPod
 
@@ -54,9 +59,21 @@ def client(api: StandInApiServer, tmp_path: Path) -> Iterator[lightkube.Client]:
     c.close()
 
 
-@pytest.fixture
-def kube(client: lightkube.Client) -> KubeApi:
-    return KubeApi(client)
+@pytest.fixture(params=["lightkube", "lite"])
+def kube(
+    request: pytest.FixtureRequest, api: StandInApiServer, tmp_path: Path
+) -> Iterator[ApiCalls]:
+    if request.param == "lightkube":
+        c = load_client(str(api.write_kubeconfig(tmp_path / "kubeconfig")), timeout=5)
+        assert c is not None
+        yield KubeApi(c)
+        c.close()
+        return
+    endpoint = load_endpoint(str(api.write_kubeconfig(tmp_path / "kubeconfig")))
+    assert endpoint is not None
+    lite = LiteApi(endpoint, timeout=5, defer_events=False)
+    yield lite
+    lite.close()
 
 
 def put_pod(api: StandInApiServer, name: str = "pod-01", **annotations: str) -> dict[str, Any]:
@@ -127,12 +144,18 @@ def test_no_kubeconfig_and_not_in_cluster_means_no_kubernetes(
     ],
     ids=["missing", "empty", "garbage", "no-clusters", "no-current-context", "missing-ca-file"],
 )
-def test_unusable_kubeconfig_is_a_config_error(tmp_path: Path, content: str | None) -> None:
+@pytest.mark.parametrize("loader", ["lightkube", "lite"])
+def test_unusable_kubeconfig_is_a_config_error(
+    tmp_path: Path, content: str | None, loader: str
+) -> None:
     path = tmp_path / "kubeconfig"
     if content is not None:
         path.write_text(content)
     with pytest.raises(InvalidConfigError) as err:
-        load_client(str(path))
+        if loader == "lite":
+            load_endpoint(str(path), cache_dir=str(tmp_path / "cache"))
+        else:
+            load_client(str(path))
     assert err.value.field == "kubeconfig"
     assert err.value.code == 7
     assert str(path) in err.value.msg

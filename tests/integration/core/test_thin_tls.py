@@ -1,0 +1,92 @@
+"""The thin plugin against an API server over TLS, with a YAML kubeconfig as a real node has:
+the server's certificate is verified against the kubeconfig's CA; the YAML is parsed once (its
+parsed form cached, hidden, in ``cniDir``); ADD imports ``ssl`` and no HTTP library; a DEL its
+caches serve imports neither, and opens no connection."""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from tests.integration.core.test_imports import IMPORTTIME, imported
+from tests.support.apiserver import StandInApiServer
+from tests.support.multus import NETWORKS, Cluster, run_plugin
+from tests.support.netns import make_pair
+
+TLS = Path(__file__).resolve().parents[2] / "unit" / "k8s" / "tls"
+
+
+@pytest.fixture
+def tls_cluster(tmp_path: Path) -> Iterator[Cluster]:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(TLS / "server.crt", TLS / "server.key")
+    with make_pair() as pair:
+        api = StandInApiServer(tls=ctx)
+        with pair.in_host():
+            api.start()
+        try:
+            cluster = Cluster(pair, tmp_path, api)
+            kubeconfig = {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "c",
+                        "cluster": {
+                            "server": api.url,
+                            "certificate-authority": str(TLS / "ca.crt"),
+                        },
+                    }
+                ],
+                "users": [{"name": "u", "user": {"token": api.token}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+            }
+            cluster.kubeconfig.write_text(yaml.safe_dump(kubeconfig))
+            yield cluster
+        finally:
+            api.stop()
+
+
+def test_thin_add_and_del_over_tls(tls_cluster: Cluster) -> None:
+    cluster = tls_cluster
+    cluster.put_nad("default", "br-a", cluster.bridge_nad("br-a", "pmbra", 1))
+    pod = cluster.put_pod("default", "tls", {NETWORKS: "br-a"})
+    conf = json.dumps(cluster.multus_conf()).encode()
+
+    add = run_plugin(cluster.pair, cluster.env("ADD", pod), conf, argv=IMPORTTIME).check_ok()
+
+    assert cluster.link_names() == {"lo", "eth0", "net1"}
+    assert cluster.status_annotation(pod) is not None
+    names = imported(add.stderr)
+    assert "ssl" in names
+    assert names.isdisjoint({"lightkube", "httpx2", "httpcore2", "anyio", "h2", "http.client"})
+    hidden = [p.name for p in cluster.cni_dir.iterdir() if p.name.startswith(".kubeconfig-")]
+    assert len(hidden) == 1
+    requests = len(cluster.api.requests())
+
+    delete = run_plugin(cluster.pair, cluster.env("DEL", pod), conf, argv=IMPORTTIME).check_ok()
+
+    names = imported(delete.stderr)
+    assert names.isdisjoint({"ssl", "yaml", "lightkube", "httpx2"})  # cache-served, no TLS
+    assert len(cluster.api.requests()) == requests
+    assert cluster.link_names() == {"lo"} and cluster.allocations() == []
+
+
+def test_thin_add_with_the_wrong_ca_fails_without_retrying(tls_cluster: Cluster) -> None:
+    cluster = tls_cluster
+    kubeconfig = yaml.safe_load(cluster.kubeconfig.read_text())
+    kubeconfig["clusters"][0]["cluster"]["certificate-authority"] = str(TLS / "other-ca.crt")
+    cluster.kubeconfig.write_text(yaml.safe_dump(kubeconfig))
+    pod = cluster.put_pod("default", "tls-bad")
+
+    err = cluster.add(pod).error()
+
+    assert err["code"] == 999  # not "try again later": a wrong CA does not fix itself
+    assert "certificate verify failed" in err["msg"] and cluster.api.url in err["msg"]
+    assert cluster.api.requests() == []
+    assert cluster.link_names() == {"lo"}
