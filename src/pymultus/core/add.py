@@ -28,8 +28,6 @@ from collections.abc import Sequence
 
 import msgspec
 
-import msgspec
-
 from pymultus.cni.chain import CNIConfig, RuntimeConf
 from pymultus.cni.convert import AnyResult, to_current
 from pymultus.cni.errors import CniError, InvalidConfigError, TryAgainLaterError, prefixed

@@ -11,7 +11,6 @@ everything, set the file's annotation to ``[]``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 
 import msgspec
 

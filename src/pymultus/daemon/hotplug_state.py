@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pymultus.core.attach import Identity
-from pymultus.k8s.client import KubeApi
+from pymultus.k8s.calls import ApiCalls
 from pymultus.k8s.objects import STATUS_ANNOTATION, Pod
 from pymultus.k8s.refs import PodRef
 
@@ -46,7 +46,7 @@ class PodState:
     attached: list[str] = field(default_factory=list)
 
 
-def live_status(api: KubeApi, pod: Pod) -> str:
+def live_status(api: ApiCalls, pod: Pod) -> str:
     """The pod's network-status as the API has it now (the watch cache does not keep it)."""
     raw = api.get_pod(PodRef(pod.namespace, pod.name, pod.uid)) or {}
     annotations = raw.get("metadata", {}).get("annotations") or {}
