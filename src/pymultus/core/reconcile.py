@@ -54,6 +54,7 @@ class Outcome:
     failed: dict[Identity, str] = field(default_factory=dict)
     waiting: list[Identity] = field(default_factory=list)  # in backoff, not tried
     status_error: str = ""
+    status_written: bool = False
     stopped: bool = False  # the pod went away during the pass
 
     @property
@@ -265,6 +266,8 @@ def _status(
         deps.status.write_network_status(pod, render_status(rec, current(), out.removed))
     except CniError as exc:
         out.status_error = exc.msg
+    else:
+        out.status_written = True
 
 
 def _event(deps: Deps, pod: Pod, type_: str, reason: str, what: str) -> None:

@@ -356,7 +356,7 @@ class HotPlug:
         if out.status_error:
             state.status_retry = state.status_retry or Retry()
             state.status_retry.fail(out.status_error, now)
-        elif out.changed or state.status_retry is not None:
+        elif out.status_written:  # a pass that ran before the retry was due keeps it
             state.status_retry = None
         self._count(out)
         due = [r.next_at for r in state.retries.values()]
