@@ -222,14 +222,11 @@ class HotPlug:
         log.debug("hot-plug pass for %s/%s: %s", *key, "pod gone" if pod is None else "starting")
         if pod is None:
             return
-        value = pod.annotations.get(NETWORKS_ANNOTATION, "")
         first_sight, state.seen = not state.seen, True
-        if value != state.annotation:
-            edited = state.annotation is not None
-            state.annotation, state.retries, state.invalid = value, {}, ""
-            if pod.host_network:
-                self._rejected(pod, edited)
+        edited = _note_annotation(pod, state)
         if pod.host_network:
+            if edited is not None:
+                self._rejected(pod, edited)
             return
         rec = self._record_of(pod, adopt_it=not first_sight)
         if rec is None:
@@ -288,6 +285,7 @@ class HotPlug:
         pod = self.get(key)
         if rec is None or pod is None or pod.uid not in ("", rec.pod_uid or pod.uid):
             return None  # torn down meanwhile
+        _note_annotation(pod, state)  # edited since the pass began: this is what runs
         now = time.time()
 
         def ready(identity: Identity) -> bool:
@@ -390,3 +388,15 @@ class HotPlug:
             return
         with contextlib.suppress(OSError, CniError):
             write_atomic(self.state_path, json.dumps(self.snapshot(), indent=2).encode())
+
+
+def _note_annotation(pod: Pod, state: PodState) -> bool | None:
+    """Take the pod's networks annotation as the one this pass works to; a new value starts
+    every backoff afresh. Returns None when it is unchanged, else whether it was an edit (not
+    the first value seen)."""
+    value = pod.annotations.get(NETWORKS_ANNOTATION, "")
+    if value == state.annotation:
+        return None
+    edited = state.annotation is not None
+    state.annotation, state.retries, state.invalid = value, {}, ""
+    return edited
