@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import msgspec
 
 from pymultus.cni.errors import CniError, InvalidConfigError, TryAgainLaterError
 
@@ -46,8 +47,7 @@ DeviceKey = tuple[str, str, str]
 # ---------------------------------------------------------------- the pod's claims
 
 
-@dataclass(frozen=True)
-class RequestMapping:
+class RequestMapping(msgspec.Struct, frozen=True):
     """One ``extendedResourceClaimStatus.requestMappings[]`` entry."""
 
     container_name: str
@@ -55,8 +55,7 @@ class RequestMapping:
     request_name: str
 
 
-@dataclass(frozen=True)
-class PodClaims:
+class PodClaims(msgspec.Struct, frozen=True):
     """The ResourceClaim objects of a pod, by name, in the order they are read: those of
     ``status.resourceClaimStatuses`` (Go's order), then those ``spec.resourceClaims`` names
     directly; and the extended-resource claim with its request mappings."""
@@ -108,8 +107,7 @@ def pod_claims(spec: Mapping[str, Any] | None, status: Mapping[str, Any] | None)
 # ---------------------------------------------------------------- slices
 
 
-@dataclass(frozen=True)
-class SliceDevice:
+class SliceDevice(msgspec.Struct, frozen=True):
     """What a slice says of one device: its network attributes ("" when absent)."""
 
     device_id: str
@@ -152,8 +150,7 @@ def slice_devices(obj: Mapping[str, Any]) -> tuple[str, str, int, dict[str, Slic
     return _str(spec, "driver"), _str(pool, "name"), gen, devices
 
 
-@dataclass(frozen=True)
-class IndexedSlice:
+class IndexedSlice(msgspec.Struct, frozen=True):
     """A slice as the index needs it (what the daemon's cache keeps per slice)."""
 
     driver: str
@@ -235,8 +232,7 @@ class DraPod(Protocol):
     def claims(self) -> PodClaims: ...
 
 
-@dataclass(frozen=True)
-class Result:
+class Result(msgspec.Struct, frozen=True):
     """One ``status.allocation.devices.results[]`` entry."""
 
     request: str
@@ -289,17 +285,16 @@ def _malformed(claim: str, path: str, why: str) -> InvalidConfigError:
     )
 
 
-@dataclass
-class _Lookup:
+class _Lookup(msgspec.Struct):
     """One map build: each claim read once, each driver's slices listed once (Go's caches,
     which live as long as one build); the driver's other slices (of this node or of none:
     ``nodeSelector``/``allNodes`` pools) only when a device is not among the first."""
 
     api: DraApi
     pod: DraPod
-    claims: dict[str, Mapping[str, Any]] = field(default_factory=dict)
-    local: dict[str, dict[DeviceKey, SliceDevice]] = field(default_factory=dict)
-    wide: dict[str, dict[DeviceKey, SliceDevice]] = field(default_factory=dict)
+    claims: dict[str, Mapping[str, Any]] = msgspec.field(default_factory=dict)
+    local: dict[str, dict[DeviceKey, SliceDevice]] = msgspec.field(default_factory=dict)
+    wide: dict[str, dict[DeviceKey, SliceDevice]] = msgspec.field(default_factory=dict)
 
     def claim(self, name: str) -> Mapping[str, Any]:
         if name not in self.claims:
