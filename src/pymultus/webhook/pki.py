@@ -16,6 +16,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from pymultus.k8s.certs import key_pem, new_key
+
 #: Days a CA made here is valid; serving certificates are renewed long before.
 CA_DAYS = 3650
 #: Days a serving certificate is valid; ``webhook-certs`` renews it when < 30 remain.
@@ -40,16 +42,8 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
 def make_ca(common_name: str, *, days: int = CA_DAYS) -> KeyPair:
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = new_key()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = _now()
     cert = (
@@ -77,7 +71,7 @@ def make_ca(common_name: str, *, days: int = CA_DAYS) -> KeyPair:
         )
         .sign(key, hashes.SHA256())
     )
-    return KeyPair(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+    return KeyPair(cert.public_bytes(serialization.Encoding.PEM), key_pem(key))
 
 
 def make_serving(ca: KeyPair, names: list[str], *, days: int = SERVING_DAYS) -> KeyPair:
@@ -85,7 +79,7 @@ def make_serving(ca: KeyPair, names: list[str], *, days: int = SERVING_DAYS) -> 
     ca_key = serialization.load_pem_private_key(ca.key_pem, password=None)
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
         raise TypeError("the CA key must be an EC key")
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = new_key()
     now = _now()
     cert = (
         x509.CertificateBuilder()
@@ -100,7 +94,7 @@ def make_serving(ca: KeyPair, names: list[str], *, days: int = SERVING_DAYS) -> 
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .sign(ca_key, hashes.SHA256())
     )
-    return KeyPair(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+    return KeyPair(cert.public_bytes(serialization.Encoding.PEM), key_pem(key))
 
 
 def _general_name(name: str) -> x509.GeneralName:
