@@ -26,6 +26,7 @@ from pymultus.k8s.checkpoint import parse_checkpoint
 from pymultus.k8s.client import load_client
 from pymultus.k8s.devinfo import parse_device_info
 from pymultus.k8s.files import parse_documents
+from pymultus.k8s.lite_conf import load_endpoint
 from pymultus.k8s.podresources import decode_list_response
 from pymultus.k8s.selection import parse_default_network_annotation, parse_networks_annotation
 from pymultus.k8s.status import parse_network_status
@@ -177,6 +178,14 @@ def _kubeconfig(data: bytes) -> Any:
         return load_client(f.name)
 
 
+def _thin_kubeconfig(data: bytes) -> Any:
+    with tempfile.TemporaryDirectory() as cache_dir:
+        path = f"{cache_dir}/kubeconfig"
+        with open(path, "wb") as f:
+            f.write(data)
+        return load_endpoint(path, cache_dir=cache_dir)
+
+
 def _passthru(data: bytes) -> Any:
     try:
         return passthru.load_config(data)
@@ -207,6 +216,7 @@ MORE_PARSERS: dict[str, Callable[[bytes], Any]] = {
     "standalone YAML file": lambda b: parse_documents(b, "/etc/pymultus/nads/ns/a.yaml"),
     "standalone JSON file": lambda b: parse_documents(b, "/etc/pymultus/nads/ns/a.json"),
     "kubeconfig": _kubeconfig,
+    "kubeconfig (thin client)": _thin_kubeconfig,
     "device-info file": parse_device_info,
     "device checkpoint": parse_checkpoint,
     "PodResources reply": decode_list_response,
@@ -244,7 +254,10 @@ YAML_BOMBS = {
 
 
 @pytest.mark.parametrize("shape", sorted(YAML_BOMBS))
-@pytest.mark.parametrize("name", ["standalone YAML file", "kubeconfig", "validate (webhook)"])
+@pytest.mark.parametrize(
+    "name",
+    ["standalone YAML file", "kubeconfig", "kubeconfig (thin client)", "validate (webhook)"],
+)
 def test_yaml_bombs_are_refused(name: str, shape: str) -> None:
     try:
         outcome = MORE_PARSERS[name](YAML_BOMBS[shape])

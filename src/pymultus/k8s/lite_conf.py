@@ -27,6 +27,7 @@ from typing import Any
 
 import msgspec
 
+from pymultus.cni import limits
 from pymultus.cni.errors import InvalidConfigError
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -121,6 +122,7 @@ def _from_file(path: str, cache_dir: str) -> Endpoint | None:
         info = os.fstat(f.fileno())
         raw = f.read()
     if raw.lstrip()[:1] == b"{":  # JSON: as fast to parse as any cache
+        limits.check_json(raw, field="kubeconfig", max_bytes=limits.MAX_FILE_BYTES)
         return _endpoint_or_none(msgspec.json.decode(raw), path)
     key = [info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns]
     cache = _cache_path(cache_dir, path) if cache_dir else ""
@@ -130,9 +132,12 @@ def _from_file(path: str, cache_dir: str) -> Endpoint | None:
     import yaml  # noqa: PLC0415 - only when the cache cannot answer
 
     try:
-        doc = yaml.load(raw, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        docs = limits.load_yaml(raw, field="kubeconfig")
     except yaml.YAMLError as e:
         raise ValueError(f"not YAML: {e}") from e
+    if len(docs) > 1:
+        raise ValueError("not YAML: expected a single document")
+    doc = docs[0] if docs else None
     endpoint = _endpoint_or_none(doc, path)
     if cache:
         _write_cache(cache, _Cached(key, endpoint))
