@@ -89,7 +89,7 @@ class ApiProcess:
 
 def _serve(conn: multiprocessing.connection.Connection, history: int, kubeconfig: str) -> None:
     times: list[RequestTime] = []
-    api = StandInApiServer(history_limit=history)
+    api = StandInApiServer(history_limit=history, tls=True)  # HTTPS, as a kube-apiserver
     api.on_request = lambda r: times.append(
         (time.monotonic(), r.method, r.path, r.query.get("watch") in ("1", "true"))
     )

@@ -234,6 +234,14 @@ class StandInApiServer:
         with self._lock:
             self._path_failures.extend([(method, path_suffix, status)] * n)
 
+    def clear_failures(self) -> None:
+        """Forget every failure and drop still pending (``fail_next``, ``fail_matching``,
+        ``drop_next``)."""
+        with self._lock:
+            self._failures.clear()
+            self._path_failures.clear()
+            self._drops = 0
+
     def drop_next(self, n: int = 1) -> None:
         """Reset the connection of the next ``n`` requests without answering."""
         with self._lock:

@@ -211,10 +211,11 @@ def _setup_logging(stdin: bytes) -> None:
     )
 
 
-def run_call(command: str, base: Deps | None = None) -> None:
-    """Read the config, run ``command``, print the answer (or the CNI error and exit 1); then
-    send the call's events from a child process."""
-    stdin = sys.stdin.buffer.read()
+def run_call(command: str, base: Deps | None = None, stdin: bytes | None = None) -> None:
+    """Read the config (``stdin``, else the process's), run ``command``, print the answer (or
+    the CNI error and exit 1); then send the call's events from a child process."""
+    if stdin is None:
+        stdin = sys.stdin.buffer.read()
     _setup_logging(stdin)
     pod = _pod_of(os.environ.get("CNI_ARGS", ""))
     apis: list[ApiCalls] = []

@@ -4,8 +4,11 @@ The runtime starts the plugin for every CNI call, so how it starts counts. What 
 bin dir is not a console-script wrapper (which runs ``site``, reads ``.pth`` files and entry
 point metadata: ~20 ms before the plugin's first line) but ``shim.install``'s launcher: the
 real interpreter (``realpath`` of the one running this, which leaves any venv or pyenv wrapper
-behind) with ``-IS``, a fixed ``sys.path`` (the directory pymultus is imported from, then the
-environment's ``site-packages``) and its three lines run from a compiled cache beside it.
+behind) with ``-IS``, a fixed ``sys.path`` (the directory pymultus is imported from first, the
+standard library, then the environment's ``site-packages`` — last, as ``site`` puts them: the
+lean path imports only the standard library's C modules, and each directory before the
+standard library is searched for every one of them) and its lines run from a compiled cache
+beside it.
 Written atomically, so a runtime never executes a half-written file ("text file busy" on
 upgrade, Go Multus issue #1221); installing runs it once to warm the cache.
 """
@@ -19,7 +22,7 @@ import pymultus
 from pymultus.shim.install import install_program
 
 PROGRAM = (
-    "#!python\nimport sys\nsys.path[:0] = {paths!r}\n"
+    "#!python\nimport sys\nsys.path[:0] = {first!r}\nsys.path += {rest!r}\n"
     "from pymultus.plugin.main import main\nmain()\n"
 )
 
@@ -39,5 +42,6 @@ def install_thin(dest_dir: str, *, interpreter: str | None = None, name: str = "
     launcher imports its packages from this environment's ``site-packages``.
     """
     python = interpreter or os.path.realpath(sys.executable)
-    program = PROGRAM.format(paths=import_paths()).encode()
+    paths = import_paths()
+    program = PROGRAM.format(first=paths[:1], rest=paths[1:]).encode()
     return install_program(program, dest_dir, name, interpreter=python, origin="pymultus.plugin")

@@ -44,6 +44,12 @@ def main(base: Deps | None = None) -> None:
     if not command:
         print(f"{ABOUT}\nCNI protocol versions supported: {', '.join(SUPPORTED)}")
         return
-    from pymultus.plugin.call import run_call  # noqa: PLC0415 - every verb but VERSION
+    stdin = sys.stdin.buffer.read()
+    if base is None and command in ("ADD", "DEL"):
+        from pymultus.plugin.lean.main import run  # noqa: PLC0415 - the common ADD and DEL
 
-    run_call(command, base)
+        if run(command, stdin):
+            return
+    from pymultus.plugin.call import run_call  # noqa: PLC0415 - every other call
+
+    run_call(command, base, stdin)

@@ -90,3 +90,67 @@ def test_thin_add_with_the_wrong_ca_fails_without_retrying(tls_cluster: Cluster)
     assert "certificate verify failed" in err["msg"] and cluster.api.url in err["msg"]
     assert cluster.api.requests() == []
     assert cluster.link_names() == {"lo"}
+
+
+#: What no lean call imports (each costs milliseconds; issue #15): the core's stack, the
+#: standard library's pure-Python layers over the C modules, and every HTTP/TLS library.
+NOT_LEAN = {
+    "typing",
+    "re",
+    "enum",
+    "logging",
+    "json",
+    "socket",
+    "ssl",
+    "subprocess",
+    "dataclasses",
+    "collections",
+    "msgspec",
+    "ctypes",
+    "ipaddress",
+    "yaml",
+    "http.client",
+    "lightkube",
+    "httpx2",
+    "pymultus.core",
+    "pymultus.cni",
+    "pymultus.k8s",
+    "pymultus.config",
+}
+
+
+def _pymultus(names: set[str]) -> set[str]:
+    return {n for n in names if n.startswith("pymultus")}
+
+
+def test_a_lean_add_and_del_over_tls_import_c_modules_only(tls_cluster: Cluster) -> None:
+    """From its second call (the YAML kubeconfig's parsed form cached by the first), ADD takes
+    the lean path: TLS through ``_ssl`` itself; its DEL opens no connection, no ``_ssl``."""
+    cluster = tls_cluster
+    cluster.put_nad("default", "br-a", cluster.bridge_nad("br-a", "pmbra", 1))
+    conf = json.dumps(cluster.multus_conf()).encode()
+    warm = cluster.put_pod("default", "warm")
+    cluster.add(warm, conf).check_ok()  # the full path: parses the YAML, caches its form
+    cluster.delete(warm, conf).check_ok()
+    pod = cluster.put_pod("default", "lean", {NETWORKS: "br-a"})
+    lean = {**cluster.env("ADD", pod), "PYMULTUS_THIN_PATH": "lean"}
+
+    add = run_plugin(cluster.pair, lean, conf, argv=IMPORTTIME).check_ok()
+
+    assert cluster.link_names() == {"lo", "eth0", "net1"}
+    names = imported(add.stderr)
+    assert "_ssl" in names and names.isdisjoint(NOT_LEAN)
+    assert {n for n in _pymultus(names) if not n.startswith("pymultus.plugin.lean")} == {
+        "pymultus",
+        "pymultus.plugin",
+        "pymultus.plugin.main",
+    }
+    requests = len(cluster.api.requests())
+
+    lean_del = {**cluster.env("DEL", pod), "PYMULTUS_THIN_PATH": "lean"}
+    delete = run_plugin(cluster.pair, lean_del, conf, argv=IMPORTTIME).check_ok()
+
+    names = imported(delete.stderr)
+    assert names.isdisjoint(NOT_LEAN | {"_ssl", "_socket", "_thread"})
+    assert len(cluster.api.requests()) == requests
+    assert cluster.link_names() == {"lo"} and cluster.allocations() == []
