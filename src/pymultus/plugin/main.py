@@ -12,8 +12,8 @@ point at temporary paths while still running the plugin as a runtime does.
 
 from __future__ import annotations
 
-import os
 import sys
+from posix import environ
 
 from pymultus import __version__
 
@@ -34,7 +34,7 @@ def version_info() -> bytes:
 
 
 def main(base: Deps | None = None) -> None:
-    command = os.environ.get("CNI_COMMAND", "")
+    command = environ.get(b"CNI_COMMAND", b"").decode("utf-8", "surrogateescape")
     if command == "VERSION":
         sys.stdout.buffer.write(version_info())
         return

@@ -10,9 +10,8 @@ in reverse, and removes the cache when every rollback succeeded, as the full pat
 
 from __future__ import annotations
 
-import os
-
 from pymultus.plugin.lean import chain, netns, output, resolve, scratch, status
+from pymultus.plugin.lean import oslite as os  # posix alone: see oslite
 from pymultus.plugin.lean.errors import LeanError, Unhandled
 from pymultus.plugin.lean.request import PLUGIN_TIMEOUT, search_path
 

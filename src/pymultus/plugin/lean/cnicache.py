@@ -8,9 +8,9 @@ lean reading cannot be sure (``_full_cached``: its imports, never on the common 
 from __future__ import annotations
 
 import binascii
-import os
 
 from pymultus.plugin.lean import js
+from pymultus.plugin.lean import oslite as os  # posix alone: see oslite
 from pymultus.plugin.lean.errors import LeanError, Unhandled
 from pymultus.plugin.lean.quirks import exact_keys, folded, go_keeps, msgspec_reads
 from pymultus.plugin.lean.request import MAX_CONFIG_BYTES

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import _socket
 import binascii
-import os
 
 from pymultus import __version__
+from pymultus.plugin.lean import oslite as os  # posix alone: see oslite
 from pymultus.plugin.lean.errors import Unhandled
 
 TYPE_CHECKING = False

@@ -16,10 +16,10 @@ comes after the delegates ran: its failures are ``LeanError`` with the code and 
 
 from __future__ import annotations
 
-import os
 import time
 
 from pymultus.plugin.lean import js
+from pymultus.plugin.lean import oslite as os  # posix alone: see oslite
 from pymultus.plugin.lean.errors import LeanError, Unhandled
 from pymultus.plugin.lean.http import DEFAULT_TIMEOUT, Connection
 from pymultus.plugin.lean.js import _has_float  # the walk js makes before it encodes

@@ -7,9 +7,9 @@ proxies, a YAML file not parsed yet: the full path's client).
 from __future__ import annotations
 
 import binascii
-import os
 
 from pymultus.plugin.lean import js
+from pymultus.plugin.lean import oslite as os  # posix alone: see oslite
 from pymultus.plugin.lean.errors import Unhandled
 
 TYPE_CHECKING = False

@@ -10,10 +10,10 @@ the runtime does not wait for (``plugin.call.send_detached``'s way).
 from __future__ import annotations
 
 import gc
-import os
 import sys
 
 from pymultus.plugin.lean import js
+from pymultus.plugin.lean import oslite as os  # posix alone: see oslite
 from pymultus.plugin.lean.errors import LeanError, Unhandled
 
 TYPE_CHECKING = False

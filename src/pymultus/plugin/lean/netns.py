@@ -8,8 +8,9 @@ current namespace), back. ``os.setns`` is Python 3.12's; before that libc's, thr
 from __future__ import annotations
 
 import _socket
-import os
+import posix
 
+from pymultus.plugin.lean import oslite as os  # posix alone: see oslite
 from pymultus.plugin.lean.errors import Unhandled
 
 TYPE_CHECKING = False
@@ -20,7 +21,7 @@ CLONE_NEWNET = 0x40000000
 
 
 def _setns(fd: int) -> None:
-    setns = getattr(os, "setns", None)
+    setns = getattr(posix, "setns", None)
     if setns is None:  # Python 3.11: libc's
         setns = _libc_setns()
     setns(fd, CLONE_NEWNET)

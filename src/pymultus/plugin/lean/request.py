@@ -7,9 +7,8 @@ A config key the lean path does not know is ``Unhandled`` too: unknown keys may 
 
 from __future__ import annotations
 
-import os
-
 from pymultus.plugin.lean import js
+from pymultus.plugin.lean import oslite as os  # posix alone: see oslite
 from pymultus.plugin.lean.errors import Unhandled
 from pymultus.plugin.lean.model import Call
 

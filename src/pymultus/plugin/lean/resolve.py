@@ -11,9 +11,8 @@ mapping/bandwidth requests, an isolation decision and NADs without ``spec.config
 
 from __future__ import annotations
 
-import os
-
 from pymultus.plugin.lean import js
+from pymultus.plugin.lean import oslite as os  # posix alone: see oslite
 from pymultus.plugin.lean.errors import Unhandled
 from pymultus.plugin.lean.model import Delegate
 from pymultus.plugin.lean.request import VERSIONS, valid_ifname, valid_name

@@ -7,9 +7,9 @@ thin plugin never writes one).
 from __future__ import annotations
 
 import binascii
-import os
 
 from pymultus.plugin.lean import addrs, js
+from pymultus.plugin.lean import oslite as os  # posix alone: see oslite
 from pymultus.plugin.lean.cnicache import write_atomic
 from pymultus.plugin.lean.errors import LeanError, Unhandled
 from pymultus.plugin.lean.model import Delegate

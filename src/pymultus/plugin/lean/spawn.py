@@ -6,11 +6,11 @@ plugin's error, crash or garbage mapped to the full path's ``DelegateError``.
 
 from __future__ import annotations
 
-import os
 import select
 import time
 
 from pymultus.plugin.lean import js
+from pymultus.plugin.lean import oslite as os  # posix alone: see oslite
 from pymultus.plugin.lean.errors import LeanError, Unhandled
 from pymultus.plugin.lean.quirks import msgspec_reads
 

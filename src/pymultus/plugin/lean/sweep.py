@@ -8,9 +8,8 @@ path would not run as the full path does); ``delete_leftovers`` after the delega
 
 from __future__ import annotations
 
-import os
-
 from pymultus.plugin.lean import js
+from pymultus.plugin.lean import oslite as os  # posix alone: see oslite
 from pymultus.plugin.lean.chain import Runtime, check_runtime, del_net, net_of
 from pymultus.plugin.lean.cnicache import Entry, decode_entry, names_ok
 from pymultus.plugin.lean.errors import LeanError, Unhandled
