@@ -1,13 +1,15 @@
 """The thin ``multus`` CNI plugin's entry point: imports next to nothing before it knows the verb.
 
 The runtime starts one process per CNI call, so what a call imports is what it costs: VERSION
-answers from constants (no JSON library, no logging), and every other verb goes on to
-``plugin.call``, which imports only what that verb needs (the Kubernetes client only when the
-config has Kubernetes, and TLS only when a request is made; see ``docs/performance.md``).
+answers from constants (no JSON library, no logging, not even ``os``); ADD and DEL try the lean
+path (``plugin.lean``: the interpreter's C modules only), which answers the common pods itself
+and hands every other call, untouched, to ``plugin.call``, the full path over the core (see
+``docs/architecture.md``, "One call of the thin plugin").
 
 ``main(base)`` takes a ``Deps`` whose settings (timeouts, kubelet and device-info paths) the
 call starts from; the ``multus`` executable passes none. Tests use it to shorten waits and
-point at temporary paths while still running the plugin as a runtime does.
+point at temporary paths while still running the plugin as a runtime does (the full path
+then: the lean path has no ``Deps``).
 """
 
 from __future__ import annotations

@@ -78,6 +78,8 @@ def parse_result(data: bytes, version: str | None) -> Result:
         found = _depth(obj)
         if found > MAX_DEPTH:
             raise LeanError(6, f"result: nested too deep ({found} levels, at most {MAX_DEPTH})")
+    if b"\\u" in data and has_surrogate(obj):  # after the depth check: it recurses
+        return _full_path_parse(data, version)
     return parse_object(obj, version)
 
 
@@ -87,17 +89,22 @@ def _decode(data: bytes) -> Any:
     obj, end = _scan(text, start)
     if text[end:].strip(" \t\n\r"):
         raise _Fallback("extra data")
-    if "\\u" in text and has_surrogate(obj):
-        raise _Fallback("a lone surrogate")
     return obj
 
 
-def _depth(obj: Any) -> int:
-    if isinstance(obj, dict):
-        return 1 + max((_depth(v) for v in obj.values()), default=0)
-    if isinstance(obj, list):
-        return 1 + max((_depth(v) for v in obj), default=0)
-    return 0
+def _depth(obj: Any, limit: int = 1 << 16) -> int:
+    """Nesting depth of ``obj``, without recursion (a document ``_json`` parsed under a raised
+    recursion limit may be deeper than Python's stack)."""
+    deepest, level = 0, [obj]
+    while level and deepest < limit:
+        nested = [v for o in level if isinstance(o, (dict, list)) for v in _children(o)]
+        deepest += any(isinstance(o, (dict, list)) for o in level)
+        level = nested
+    return deepest
+
+
+def _children(obj: dict[str, Any] | list[Any]) -> list[Any]:
+    return list(obj.values()) if isinstance(obj, dict) else obj
 
 
 def _full_path_parse(data: bytes, version: str | None) -> Result:
