@@ -132,6 +132,22 @@ def _conflist_nad(c: Cluster) -> dict[str, str]:
     return {NETWORKS: "chained"}
 
 
+def _static_ip_and_mac(c: Cluster) -> dict[str, str]:
+    """A static address and MAC from the annotation: CNI_ARGS IP/MAC and capability args."""
+    conf = c.bridge_conf("br-static", "pmls", {"type": "static"})
+    conf["capabilities"] = {"ips": True, "mac": True}
+    c.put_nad("default", "br-static", conf)
+    selection = [
+        {
+            "name": "br-static",
+            "interface": "st0",
+            "ips": ["198.18.9.5/24"],
+            "mac": "02:00:00:00:09:05",
+        }
+    ]
+    return {NETWORKS: json.dumps(selection)}
+
+
 def _no_networks(c: Cluster) -> dict[str, str]:
     return {}
 
@@ -142,6 +158,7 @@ SCENARIOS: dict[str, Setup] = {
     "JSON form, other namespace": _json_form,
     "NAD config without a name": _unnamed_nad,
     "conflist NAD": _conflist_nad,
+    "static IP and MAC requests": _static_ip_and_mac,
 }
 
 
@@ -213,7 +230,9 @@ def _unhandled(c: Cluster, annotations: Mapping[str, str], conf: Mapping[str, An
 @pytest.mark.parametrize(
     ("annotations", "overrides", "why"),
     [
-        ({NETWORKS: '[{"name": "br-a", "ips": ["198.18.1.9/24"]}]'}, {}, "keys"),
+        ({NETWORKS: '[{"name": "br-a", "default-route": ["198.18.1.1"]}]'}, {}, "keys"),
+        ({NETWORKS: '[{"name": "br-a", "ips": ["198.18.1.09/24"]}]'}, {}, "ips"),
+        ({NETWORKS: '[{"name": "br-a", "mac": "0200.0000.0009"}]'}, {}, "mac"),
         ({"v1.multus-cni.io/default-network": "br-a"}, {}, "default-network"),
         ({NETWORKS: "missing"}, {}, "missing NAD"),
         ({}, {"logLevel": "debug"}, "logging"),
@@ -294,3 +313,9 @@ def test_static_delegates_then_the_pod_s_networks(cluster: Cluster) -> None:
     conf = c.multus_conf(clusterNetwork=None, delegates=[c.bridge_conflist(), static])
     lean = compare(c, _two_bridges(c), conf)
     assert lean["after_add"]["links"] == ["eth0", "eth7", "lo", "net1", "net2"]
+
+
+def test_the_requested_address_is_the_pod_s(cluster: Cluster) -> None:
+    lean = compare(cluster, _static_ip_and_mac(cluster))
+    assert b'"198.18.9.5"' in lean["after_add"]["status"]
+    assert "st0" in lean["after_add"]["links"]

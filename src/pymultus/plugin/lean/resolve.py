@@ -1,17 +1,18 @@
 """Which delegates a pod gets, the lean way: ``core.resolve.plan`` for the common shapes.
 
 The cluster network is a ``clusterNetwork`` file (``.conflist`` without a subdirectory of
-extra plugins, or a single ``.conf``), then one NAD per element of the pod's
+extra plugins, or a single ``.conf``) or ``delegates[0]``, then the other static ``delegates``
+(without clusterNetwork), then one NAD per element of the pod's
 ``k8s.v1.cni.cncf.io/networks`` annotation (comma list of ``[ns/]name[@ifname]``, or a JSON
-list of ``{"name", "namespace", "interface"}`` objects). A default-network annotation,
-``defaultNetworks``, device resources, ``ips``/``mac``/``default-route``/``cni-args``/port
+list of ``{"name", "namespace", "interface", "ips", "mac"}`` objects). A default-network
+annotation, ``defaultNetworks``, device resources, ``default-route``/``cni-args``/port
 mapping/bandwidth requests, an isolation decision and NADs without ``spec.config`` are
 ``Unhandled``: the full path plans those pods.
 """
 
 from __future__ import annotations
 
-from pymultus.plugin.lean import js
+from pymultus.plugin.lean import addrs, js
 from pymultus.plugin.lean import oslite as os  # posix alone: see oslite
 from pymultus.plugin.lean.errors import Unhandled
 from pymultus.plugin.lean.model import Delegate
@@ -30,17 +31,28 @@ RESOURCE_NAME = "k8s.v1.cni.cncf.io/resourceName"
 CONFIG_SOURCE = "kubernetes.io/config.source"
 _MAX_EXACT_INT = 1 << 53
 _LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+_HEX = frozenset("0123456789abcdefABCDEF")
+_JSON_KEYS = frozenset({"name", "namespace", "interface", "ips", "mac"})
 
 
 class Selection:
     """One element of the networks annotation, its namespace filled in."""
 
-    __slots__ = ("interface", "name", "namespace")
+    __slots__ = ("interface", "ips", "mac", "name", "namespace")
 
-    def __init__(self, name: str, namespace: str, interface: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        namespace: str,
+        interface: str,
+        ips: tuple[str, ...] = (),
+        mac: str = "",
+    ) -> None:
         self.name = name
         self.namespace = namespace
         self.interface = interface
+        self.ips = ips
+        self.mac = mac
 
 
 # ---------------------------------------------------------------- the cluster network
@@ -214,14 +226,36 @@ def _json_list(value: str) -> list[Any]:
 
 def _json_item(item: Any, namespace: str) -> Selection:
     keys = set(item) if isinstance(item, dict) else set()
-    if not isinstance(item, dict) or not {"name"} <= keys <= {"name", "namespace", "interface"}:
+    if not isinstance(item, dict) or not {"name"} <= keys <= _JSON_KEYS:
         raise Unhandled("a JSON element with keys the lean path does not run")
     name, ns, ifname = item["name"], item.get("namespace", ""), item.get("interface", "")
-    if not all(isinstance(v, str) for v in (name, ns, ifname)):
+    mac, ips = item.get("mac", ""), item.get("ips", [])
+    if not all(isinstance(v, str) for v in (name, ns, ifname, mac)):
         raise Unhandled("a JSON element field of another type")
     if not _subdomain(name) or (ns and not _label(ns)) or (ifname and not valid_ifname(ifname)):
         raise Unhandled("a JSON element the full path judges")
-    return Selection(name, ns or namespace, ifname)
+    if not isinstance(ips, list) or not all(isinstance(ip, str) and _ip_or_cidr(ip) for ip in ips):
+        raise Unhandled("ips the full path judges")
+    if mac and not _plain_mac(mac):
+        raise Unhandled("a mac the full path judges")
+    return Selection(name, ns or namespace, ifname, tuple(ips), mac)
+
+
+def _ip_or_cidr(text: str) -> bool:
+    """``k8s.selection.is_ip_or_cidr``: an address, or one with a prefix within its family."""
+    address, slash, prefix = text.partition("/")
+    parsed = addrs.parse_ip(address)
+    if parsed is None:
+        return False
+    if not slash:
+        return True
+    return prefix.isascii() and prefix.isdigit() and int(prefix) <= (32 if parsed[0] == 4 else 128)
+
+
+def _plain_mac(text: str) -> bool:
+    """Six hex pairs joined by colons: one of the forms ``net.ParseMAC`` reads."""
+    pairs = text.split(":")
+    return len(pairs) == 6 and all(len(p) == 2 and _HEX.issuperset(p) for p in pairs)
 
 
 def _label(value: str) -> bool:
@@ -256,7 +290,9 @@ def from_nad(nad: dict[str, Any], sel: Selection) -> Delegate:
         obj["name"] = meta.get("name", "")
         raw = remarshal(obj)
     name = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
-    return _delegate(raw, obj, name, sel.interface)
+    d = _delegate(raw, obj, name, sel.interface)
+    d.ip_requests, d.mac_request = sel.ips, sel.mac
+    return d
 
 
 def secondaries(
