@@ -67,7 +67,7 @@ def run(command: str, stdin: bytes) -> bool:
             sys.exit(UNHANDLED_STATUS)
         return False
     except LeanError as err:
-        _answer(js.marshal_indent(err.wire(conf.cni_version)), api)
+        _answer(js.marshal_indent(err.wire(_version(stdin))), api)
         _exit(1)
     except Exception as exc:  # the one boundary: a bug must still answer in CNI's shape
         bug = LeanError(999, f"internal error: {type(exc).__name__}: {exc}")
