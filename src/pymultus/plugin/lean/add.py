@@ -50,7 +50,9 @@ def cmd_add(call: Call, conf: Conf, api: Api, pod_read: Prefetch) -> bytes:
         for i, (d, ifname) in enumerate(zip(delegates, ifnames, strict=True))
     ]
     status.status_uid(pod)  # the status write's precondition, read before anything runs
-    scratch.save(conf.cni_dir, call.container_id, delegates)
+    scratch.check_container_id(call.container_id)
+    cache = scratch.encode_delegates(delegates)  # each delegate's check, encoded once
+    scratch.write(conf.cni_dir, call.container_id, cache)
     attached: list[tuple[Delegate, chain.Runtime]] = []
     results: list[dict[str, Any]] = []
     try:
@@ -61,8 +63,7 @@ def cmd_add(call: Call, conf: Conf, api: Api, pod_read: Prefetch) -> bytes:
     except BaseException:
         _rollback(call, conf, attached)
         raise
-    meta = pod.get("metadata") or {}
-    ns, name, uid = meta.get("namespace", ""), meta.get("name", ""), meta.get("uid", "")
+    ns, name, uid = _identity(pod)
     for (d, rt), result in zip(attached, results, strict=True):
         message = status.added_message(result, rt.ifname, d.name)
         if message:
@@ -71,9 +72,15 @@ def cmd_add(call: Call, conf: Conf, api: Api, pod_read: Prefetch) -> bytes:
 
 
 def _check(d: Delegate, bin_path: list[str]) -> None:
-    """Everything the delegate cache and libcni will need of ``d``, or ``Unhandled``."""
-    scratch.check_delegate(d)
+    """Everything libcni will need of ``d``, or ``Unhandled`` (the delegate cache checks its
+    entries as it encodes them, before anything is written)."""
     chain.check(d, bin_path)
+
+
+def _identity(pod: dict[str, Any]) -> tuple[str, str, str]:
+    """The pod's namespace, name and UID, as the status write and the events name it."""
+    meta = pod.get("metadata") or {}
+    return meta.get("namespace", ""), meta.get("name", ""), meta.get("uid", "")
 
 
 def _pod(call: Call, pod: dict[str, Any] | None) -> dict[str, Any]:
@@ -112,7 +119,7 @@ def _attach_one(
         result, _ = chain.add(d, rt, bin_path=bin_path, cache_dir=cache_dir, timeout=PLUGIN_TIMEOUT)
         return result
     except LeanError as exc:
-        raise LeanError(exc.code, prefix + exc.msg, exc.details) from exc
+        raise exc.prefixed(prefix) from exc
     except Unhandled as exc:  # too late to hand over: a bug of the lean path's checks
         raise LeanError(999, f"internal error: Unhandled: {exc}") from exc
 
@@ -129,13 +136,12 @@ def _write_status(
         entries += status.status_entries(result, d.name, i == 0)
     if not entries:
         return
-    meta = pod.get("metadata") or {}
-    ns, name, uid = meta.get("namespace", ""), meta.get("name", ""), meta.get("uid", "")
+    ns, name, uid = _identity(pod)
     value = status.render_network_status(entries)
     try:
         api.set_annotation_status(ns, name, STATUS, value, expected_uid=uid)
     except LeanError as exc:
-        raise LeanError(exc.code, f"Multus: {who(call)}: {exc.msg}", exc.details) from exc
+        raise exc.prefixed(f"Multus: {who(call)}: ") from exc
 
 
 def _rollback(call: Call, conf: Conf, attached: list[tuple[Delegate, chain.Runtime]]) -> None:

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
     from pymultus.plugin.lean.model import Call, Delegate
 
-MAX_ARGS_BYTES = 128 << 10  # ``cni.limits.MAX_ARGS_BYTES``
 #: Keys ``netconf`` reads from a plugin config ignoring case (Go's struct fields).
 _PLUGIN_KEYS = folded("type", "name", "cniVersion", "capabilities", "ipam", "dns")
 _IPAM_KEYS = folded("type")
@@ -58,22 +57,6 @@ class Runtime:
         self.ifname = ifname
         self.args: list[tuple[str, str]] = list(args)
         self.capability_args: dict[str, Any] = dict(capability_args or {})
-
-
-def runtime_args(value: str) -> list[tuple[str, str]]:
-    """``cni.args.parse_cni_args`` (``Request.runtime_args``), or ``Unhandled`` where it
-    reports an error."""
-    if len(value) > MAX_ARGS_BYTES:
-        raise Unhandled("CNI_ARGS over the size limit")
-    pairs: list[tuple[str, str]] = []
-    for segment in value.split(";"):
-        if not segment.strip():
-            continue
-        key, sep, val = segment.partition("=")
-        if not sep or not key.strip():
-            raise Unhandled("a CNI_ARGS pair the full path reports on")
-        pairs.append((key.strip(), val.strip()))
-    return pairs
 
 
 def runtime_for(
@@ -108,7 +91,7 @@ def runtime_for(
 
 def _args(call: Call, delegate: Delegate) -> list[tuple[str, str]]:
     """``runtime_conf``'s CNI_ARGS: Multus's K8S ones, the runtime's, the requests'."""
-    pairs = runtime_args(call.args)
+    pairs = call.pairs
     found = dict(pairs)
     infra = found.get("K8S_POD_INFRA_CONTAINER_ID", "") or call.container_id
     args = [
@@ -322,7 +305,7 @@ def _exec(
 
 def _context(net: Net, exc: LeanError, prefix: str) -> LeanError:
     """Lists prefix a plugin's error as libcni does; a single config's error is its own."""
-    return LeanError(exc.code, prefix + exc.msg, exc.details) if net.is_list else exc
+    return exc.prefixed(prefix) if net.is_list else exc
 
 
 def _check_add(net: Net, rt: Runtime) -> None:
@@ -363,7 +346,7 @@ def add(
     except LeanError as exc:
         _rollback(net, net.plugins, result, rt, bin_path=bin_path, timeout=timeout)
         prefix = f"failed to set network {js.marshal_text(net.name)} cached result: "
-        raise LeanError(exc.code, prefix + exc.msg, exc.details) from None
+        raise exc.prefixed(prefix) from None
     return result, encode_result(result)
 
 
@@ -408,7 +391,7 @@ def del_net(net: Net, rt: Runtime, bin_path: Sequence[str], cache_dir: str, time
         except LeanError as exc:
             if not net.is_list:
                 prefix = f"failed to get network {js.marshal_text(net.name)} cached result: "
-                raise LeanError(exc.code, prefix + exc.msg, exc.details) from None
+                raise exc.prefixed(prefix) from None
             cnicache.drop(cache_dir, net.name, rt)
     errors: list[LeanError] = []
     for plugin in reversed(net.plugins):

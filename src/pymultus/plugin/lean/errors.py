@@ -20,6 +20,12 @@ class LeanError(Exception):
     def __str__(self) -> str:
         return f"{self.msg}; {self.details}" if self.details else self.msg
 
+    def prefixed(self, prefix: str) -> LeanError:
+        """``cni.errors.prefixed``: context in front of the message, code and details kept."""
+        again = LeanError(self.code, prefix + self.msg, self.details)
+        again.__cause__ = self
+        return again
+
     def wire(self, cni_version: str = "") -> dict[str, object]:
         """``CniError.to_wire``: libcni's key order, empty fields omitted."""
         out: dict[str, object] = {}

@@ -123,7 +123,7 @@ _sorted = _json.make_encoder(
 
 
 def _encode(encoder: Any, obj: Any) -> bytes:
-    if _has_float(obj):
+    if has_float(obj):
         raise Unhandled("floats are left to the full path")
     try:
         text = "".join(encoder(obj, 0))
@@ -132,13 +132,13 @@ def _encode(encoder: Any, obj: Any) -> bytes:
         raise Unhandled(f"cannot encode: {exc}") from None
 
 
-def _has_float(obj: Any) -> bool:
+def has_float(obj: Any) -> bool:
     if isinstance(obj, float):
         return True
     if isinstance(obj, dict):
-        return any(_has_float(v) for v in obj.values())
+        return any(has_float(v) for v in obj.values())
     if isinstance(obj, (list, tuple)):
-        return any(_has_float(v) for v in obj)
+        return any(has_float(v) for v in obj)
     return False
 
 
@@ -154,7 +154,7 @@ def sorted_compact(obj: Any) -> bytes:
 
 def marshal_indent(obj: Any, indent: int = 4) -> bytes:
     """``gojson.marshal_indent``: ``MarshalIndent(obj, "", "    ")``."""
-    if _has_float(obj):
+    if has_float(obj):
         raise Unhandled("floats are left to the full path")
     out: list[str] = []
     _indented(obj, out, 0, " " * indent)

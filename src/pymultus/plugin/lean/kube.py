@@ -22,7 +22,6 @@ from pymultus.plugin.lean import js
 from pymultus.plugin.lean import oslite as os  # posix alone: see oslite
 from pymultus.plugin.lean.errors import LeanError, Unhandled
 from pymultus.plugin.lean.http import DEFAULT_TIMEOUT, Connection
-from pymultus.plugin.lean.js import _has_float  # the walk js makes before it encodes
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -50,7 +49,7 @@ def dumps(obj: Any) -> bytes:
     """``msgspec.json.encode(obj)`` for decoded JSON: compact, insertion order, UTF-8 as is.
     Not ``js.marshal``: msgspec does no HTML escaping (``<`` stays ``<``) and prints floats
     its own way (``1e20``, ``null`` for NaN), where ``js`` writes Go's bytes."""
-    text = _slow(obj) if _has_float(obj) else js.marshal_text(obj)
+    text = _slow(obj) if js.has_float(obj) else js.marshal_text(obj)
     return text.encode("utf-8")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pymultus.plugin.lean.errors import Unhandled
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -58,6 +60,26 @@ class Delegate:
         self.default_route = default_route
 
 
+#: ``cni.limits.MAX_ARGS_BYTES``
+MAX_ARGS_BYTES = 128 << 10
+
+
+def cni_args(value: str) -> list[tuple[str, str]]:
+    """``cni.args.parse_cni_args``: ``(key, value)`` pairs, stripped, empty segments skipped;
+    ``Unhandled`` where it reports an error."""
+    if len(value) > MAX_ARGS_BYTES:
+        raise Unhandled("CNI_ARGS over the size limit")
+    pairs: list[tuple[str, str]] = []
+    for segment in value.split(";"):
+        if not segment.strip():
+            continue
+        key, sep, val = segment.partition("=")
+        if not sep or not key.strip():
+            raise Unhandled("a CNI_ARGS pair the full path reports on")
+        pairs.append((key.strip(), val.strip()))
+    return pairs
+
+
 class Call:
     """The CNI call: the runtime's variables and the pod it names (CNI_ARGS)."""
 
@@ -67,6 +89,7 @@ class Call:
         "container_id",
         "ifname",
         "netns",
+        "pairs",
         "path",
         "pod_name",
         "pod_namespace",
@@ -80,7 +103,9 @@ class Call:
         self.ifname = environ.get("CNI_IFNAME", "")
         self.args = environ.get("CNI_ARGS", "")
         self.path = environ.get("CNI_PATH", "")
-        found = dict(pair.partition("=")[::2] for pair in self.args.split(";") if pair)
+        #: ``Request.runtime_args``: CNI_ARGS as the full path reads them.
+        self.pairs = cni_args(self.args)
+        found = dict(self.pairs)
         self.pod_namespace = found.get("K8S_POD_NAMESPACE", "")
         self.pod_name = found.get("K8S_POD_NAME", "")
         self.pod_uid = found.get("K8S_POD_UID", "")

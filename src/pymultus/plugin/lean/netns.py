@@ -20,11 +20,14 @@ if TYPE_CHECKING:
 CLONE_NEWNET = 0x40000000
 
 
+_setns_function: Any = getattr(posix, "setns", None)
+
+
 def _setns(fd: int) -> None:
-    setns = getattr(posix, "setns", None)
-    if setns is None:  # Python 3.11: libc's
-        setns = _libc_setns()
-    setns(fd, CLONE_NEWNET)
+    global _setns_function  # Python 3.11: libc's, built at the first use
+    if _setns_function is None:
+        _setns_function = _libc_setns()
+    _setns_function(fd, CLONE_NEWNET)
 
 
 def _libc_setns() -> Any:

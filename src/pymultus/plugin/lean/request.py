@@ -117,19 +117,8 @@ def _check_call(call: Call, environ: dict[str, str]) -> None:
         raise Unhandled("CNI variables the full path reports on")
     if not valid_name(call.container_id) or not valid_ifname(call.ifname):
         raise Unhandled("a container id or interface name the full path reports on")
-    if len(call.args) > 128 << 10 or not _plain_args(call.args):
-        raise Unhandled("CNI_ARGS the full path reports on")
     if not (call.pod_namespace and call.pod_name):
         raise Unhandled("no pod in CNI_ARGS")
-
-
-def _plain_args(value: str) -> bool:
-    """Every pair ``KEY=VALUE`` with a key, no surrounding spaces (``cni.args`` strips them)."""
-    for segment in value.split(";"):
-        key, sep, val = segment.partition("=")
-        if not segment or not sep or not key or key != key.strip() or val != val.strip():
-            return False
-    return True
 
 
 def read_conf(stdin: bytes) -> Conf:

@@ -16,7 +16,8 @@ from pymultus.plugin.lean import addrs, js
 from pymultus.plugin.lean import oslite as os  # posix alone: see oslite
 from pymultus.plugin.lean.errors import Unhandled
 from pymultus.plugin.lean.model import Delegate
-from pymultus.plugin.lean.request import VERSIONS, valid_ifname, valid_name
+from pymultus.plugin.lean.quirks import go_keeps
+from pymultus.plugin.lean.request import MAX_CONFIG_BYTES, VERSIONS, valid_ifname, valid_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -29,7 +30,6 @@ NETWORKS = "k8s.v1.cni.cncf.io/networks"
 DEFAULT_NETWORK = "v1.multus-cni.io/default-network"
 RESOURCE_NAME = "k8s.v1.cni.cncf.io/resourceName"
 CONFIG_SOURCE = "kubernetes.io/config.source"
-_MAX_EXACT_INT = 1 << 53
 _LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 _HEX = frozenset("0123456789abcdefABCDEF")
 _JSON_KEYS = frozenset({"name", "namespace", "interface", "ips", "mac"})
@@ -99,7 +99,7 @@ def _cluster_file(path: str) -> Delegate:
     if os.path.isdir(path) or not os.path.isfile(path):
         raise Unhandled("clusterNetwork is not a file")
     with open(path, "rb") as f:
-        data = f.read(js_limit() + 1)
+        data = f.read(MAX_CONFIG_BYTES + 1)
     obj = js.loads_object(data)
     if path.endswith(".conflist"):
         _check_list(obj)
@@ -118,29 +118,11 @@ def _cluster_file(path: str) -> Delegate:
     return Delegate(cached, obj, obj["name"], is_list=True, list_only=True, run_raw=run)
 
 
-def js_limit() -> int:
-    return 4 << 20
-
-
 def remarshal(obj: dict[str, Any]) -> bytes:
     """``netconf.remarshal`` for values Go keeps as they are (no floats, no int beyond 2**53)."""
-    if _go_changes(obj):
+    if not go_keeps(obj):
         raise Unhandled("numbers Go would round")
     return js.sorted_compact(obj)
-
-
-def _go_changes(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int):
-        return abs(value) > _MAX_EXACT_INT
-    if isinstance(value, float):
-        return True
-    if isinstance(value, dict):
-        return any(_go_changes(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_go_changes(v) for v in value)
-    return False
 
 
 def _check_list(obj: dict[str, Any]) -> None:

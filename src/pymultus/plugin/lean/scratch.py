@@ -256,7 +256,12 @@ def save(cni_dir: str, container_id: str, delegates: Sequence[Delegate]) -> None
     created. ``Unhandled`` (nothing written) for a delegate ``check_delegate`` refuses or a
     bad container id; ``LeanError`` (code 5, the full path's message) when the write fails."""
     check_container_id(container_id)
-    data = encode_delegates(delegates)
+    write(cni_dir, container_id, encode_delegates(delegates))
+
+
+def write(cni_dir: str, container_id: str, data: bytes) -> None:
+    """The encoded cache (``encode_delegates``) written as ``save`` writes it; the container
+    id must have passed ``check_container_id``."""
     path = cache_path(cni_dir, container_id)
     try:
         os.makedirs(cni_dir, mode=0o700, exist_ok=True)
