@@ -12,6 +12,7 @@ plugin, a few shell scripts, and Debian's real plugins in fresh network namespac
 from __future__ import annotations
 
 import base64
+import fcntl
 import ipaddress
 import json
 import os
@@ -888,7 +889,10 @@ def test_plugins_get_the_same_environment_and_no_inherited_descriptor(both: Both
         'printf \'{"cniVersion":"1.0.0"}\'\n',
     )
     d = delegate({"cniVersion": "1.0.0", "name": "net", "type": "looker"})
-    leak = os.open(os.devnull, os.O_RDONLY)
+    # Far above the descriptors dash itself opens (the script at 10, saved ones from 11).
+    opened = os.open(os.devnull, os.O_RDONLY)
+    leak = fcntl.fcntl(opened, fcntl.F_DUPFD, 97)
+    os.close(opened)
     os.set_inheritable(leak, True)
     try:
         both.lean("ADD", d, rt_for())
