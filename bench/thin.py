@@ -147,6 +147,10 @@ def _bounds(run: Run) -> str:
         f"plugin answers VERSION in {version:.1f} ms (constants, nothing imported). ADD and DEL "
         "of the common pods take the lean path (`plugin.lean`: the interpreter's C modules "
         "only; the stand-in API server speaks HTTPS, as a kube-apiserver does, so an ADD pays "
-        f"for a TLS handshake): {s.thin_imports_ms:.0f} ms of imports for one ADD (largest, "
-        f"with what they pull in, ms: {tops}).\n"
+        "for a TLS handshake), its modules run from the bundle installed beside the launcher "
+        f"(`plugin.preload`): {s.thin_imports_ms:.0f} ms of imports left for one ADD, as "
+        f"`-X importtime` counts them (largest, with what they pull in, ms: {tops}). A DEL at "
+        "0 extra networks is mostly the kernel deleting the veth: the bridge plugin waits in "
+        "`rcu_barrier`, 0 to 30 ms by what else the machine did just before, so its median "
+        "moves between runs, direct's more than thin's.\n"
     )

@@ -35,7 +35,9 @@ def version_info() -> bytes:
     return f'{{"cniVersion":"{SUPPORTED[-1]}","supportedVersions":[{versions}]}}'.encode()
 
 
-def main(base: Deps | None = None) -> None:
+def main(base: Deps | None = None, *, launcher: str = "") -> None:
+    """One CNI call. ``launcher`` is the installed ``multus`` running this (empty otherwise):
+    an ADD or DEL loads the lean path from the bundle installed beside it (``preload``)."""
     command = environ.get(b"CNI_COMMAND", b"").decode("utf-8", "surrogateescape")
     if command == "VERSION":
         sys.stdout.buffer.write(version_info())
@@ -48,6 +50,10 @@ def main(base: Deps | None = None) -> None:
         return
     stdin = sys.stdin.buffer.read()
     if base is None and command in ("ADD", "DEL"):
+        if launcher and environ.get(b"PYMULTUS_THIN_PATH") != b"full":
+            from pymultus.plugin.preload import preload  # noqa: PLC0415
+
+            preload(launcher, command)
         from pymultus.plugin.lean.main import run  # noqa: PLC0415 - the common ADD and DEL
 
         if run(command, stdin):

@@ -284,17 +284,23 @@ def default_interpreter() -> str:
 def python_at_least(interpreter: str, version: tuple[int, int]) -> bool:
     """True when ``interpreter`` runs (with ``-IS``) and is at least ``version``."""
     code = f"import sys; sys.exit(0 if sys.version_info >= {version!r} else 1)"
+    return run_python(interpreter, code, PROBE_TIMEOUT) is not None
+
+
+def run_python(interpreter: str, code: str, timeout: float) -> bytes | None:
+    """``code`` run by ``interpreter -IS -c``: its stdout, or None when it could not run,
+    timed out or exited with a non-zero status."""
     try:
         done = subprocess.run(
             [interpreter, INTERPRETER_FLAGS, "-c", code],
             stdin=subprocess.DEVNULL,
             capture_output=True,
-            timeout=PROBE_TIMEOUT,
+            timeout=timeout,
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
+        return None
+    return done.stdout if done.returncode == 0 else None
 
 
 def _checked_path(interpreter: str) -> str:

@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from tests.support.multus import NETWORKS, Cluster, run_plugin
 
 from pymultus.cni import gojson
 from pymultus.cni.version import ALL_VERSIONS, CURRENT
+from pymultus.plugin.install import install_thin
 from pymultus.plugin.main import SUPPORTED, version_info
 
 HEAVY = ("lightkube", "pyroute2", "httpx2", "httpcore2", "anyio", "h2", "yaml", "ssl", "http")
@@ -139,4 +141,33 @@ def test_del_served_from_the_caches_imports_no_tls_nor_http(cluster: Cluster) ->
         {"pymultus.k8s.client", "pymultus.core.add", "pymultus.core.verbs", "ctypes"}
     )
     assert len(cluster.api.requests()) == before  # the delegate cache had everything
+    assert cluster.link_names() == {"lo"} and cluster.allocations() == []
+
+
+def test_a_lean_call_through_the_installed_plugin_imports_its_modules_from_the_bundles(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """``plugin.preload``: ADD and DEL through the launcher ``pymultus install --type thin``
+    writes import no module of the lean path by ``importlib``: the bundles hold them all."""
+    launcher = install_thin(str(tmp_path))
+    python = Path(launcher).read_text().splitlines()[0][2:].split()[0]
+    traced = [python, "-IS", "-X", "importtime", launcher]
+    cluster.put_nad("default", "br-a", cluster.bridge_nad("br-a", "pmbra", 1))
+    pod = cluster.put_pod("default", "bundled", {NETWORKS: "br-a"})
+    conf = json.dumps(cluster.multus_conf()).encode()
+    lean = {"PYMULTUS_THIN_PATH": "lean"}  # exit 70 rather than the full path
+
+    outcomes = [
+        run_plugin(cluster.pair, cluster.env(command, pod) | lean, conf, argv=traced).check_ok()
+        for command in ("ADD", "DEL")
+    ]
+
+    for out in outcomes:
+        ours = {n for n in imported(out.stderr) if n.startswith("pymultus")}
+        assert ours == {
+            "pymultus",
+            "pymultus.plugin",
+            "pymultus.plugin.main",
+            "pymultus.plugin.preload",
+        }
     assert cluster.link_names() == {"lo"} and cluster.allocations() == []

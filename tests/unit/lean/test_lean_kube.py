@@ -1009,6 +1009,21 @@ def test_event_failures_are_counted(api: StandInApiServer) -> None:
     assert [e["message"] for e in api.events] == ["two"]
 
 
+def test_events_wait_no_longer_on_the_call_s_open_connection(api: StandInApiServer) -> None:
+    lean = kube.Api(kubeconf.Endpoint(api.url, token=TOKEN))  # 60 s per request
+    try:
+        assert lean.get_pod(NS, "p") is not None  # the connection is open
+        sock = lean.conn._sock
+        assert sock.gettimeout() == kube.DEFAULT_TIMEOUT
+        lean.keep_event(NS, "p", UID, type_="Normal", reason="AddedInterface", message="m")
+        assert lean.send_events() == 0
+        assert lean.conn._sock is sock  # the same connection
+        assert sock.gettimeout() == kube.EVENT_TIMEOUT
+    finally:
+        lean.close()
+    assert [e["reason"] for e in api.events] == ["AddedInterface"]
+
+
 def test_events_are_sent_by_a_detached_child(api: StandInApiServer) -> None:
     lean = kube.Api(kubeconf.Endpoint(api.url, token=TOKEN), 5)
     try:

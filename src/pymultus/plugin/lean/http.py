@@ -82,6 +82,12 @@ class Connection:
     def server_name(self) -> str:
         return self.endpoint.tls_server_name or self.host
 
+    def set_timeout(self, timeout: float) -> None:
+        """Every request from now on, on the open connection too, waits at most ``timeout``."""
+        self.timeout = timeout
+        if self._sock is not None:
+            self._sock.settimeout(timeout)
+
     def close(self) -> None:
         if self._sock is not None:
             self._sock.close()

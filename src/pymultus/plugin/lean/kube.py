@@ -204,9 +204,9 @@ class Api:
         return bool(self.pending)
 
     def send_events(self) -> int:
-        """``LiteApi.send_events``: the kept events now, at most ``EVENT_TIMEOUT`` per new
-        connection; returns how many failed."""
-        self.conn.timeout = min(self.conn.timeout, EVENT_TIMEOUT)
+        """``LiteApi.send_events``: the kept events now, each request waiting at most
+        ``EVENT_TIMEOUT`` (on the open connection too); returns how many failed."""
+        self.conn.set_timeout(min(self.conn.timeout, EVENT_TIMEOUT))
         failed = 0
         for namespace, name, uid, type_, reason, message in self.pending:
             sent = self.post_event(

@@ -101,5 +101,5 @@ def _answer(out: bytes, api: Api | None) -> None:
         return
     from pymultus.plugin.lean.kube import send_detached  # noqa: PLC0415
 
-    api.close()  # as the full path: the child sends on a connection of its own
-    send_detached(api)
+    send_detached(api)  # on the kept-alive connection: the child's copy of it
+    api.close()  # this process's descriptor only: no TLS close_notify, the child's stays open
