@@ -76,12 +76,15 @@ def preload(launcher: str, verb: str) -> bool:
     """Run the bundle of ``verb`` beside ``launcher`` into ``sys.modules``; False when it
     loaded nothing (no usable bundle, or a source changed) or stopped at a module whose code
     raised (the ordinary import then runs it again, and raises where the caller expects)."""
-    entries = _entries(bundle_path(launcher, verb))
-    if entries is None or not all(_fresh(entry) for entry in entries):
-        return False
-    for name, path, is_package, _, _, code in entries:
-        if name not in sys.modules and not _run(name, path, is_package, code):
+    try:
+        entries = _entries(bundle_path(launcher, verb))
+        if entries is None or not all(_fresh(entry) for entry in entries):
             return False
+        for name, path, is_package, _, _, code in entries:
+            if name not in sys.modules and not _run(name, path, is_package, code):
+                return False
+    except (ValueError, TypeError):  # entries of another shape: the ordinary imports
+        return False
     return True
 
 

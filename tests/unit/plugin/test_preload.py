@@ -120,6 +120,8 @@ def _raising(entries: list[Any]) -> list[Any]:
         pytest.param(lambda b: b.write_bytes(b"\0" * 4 + b.read_bytes()[4:]), 0, id="foreign"),
         pytest.param(lambda b: b.write_bytes(b.read_bytes()[:-100]), 0, id="truncated"),
         pytest.param(lambda b: b.write_bytes(_head() + marshal.dumps({})), 0, id="not-a-list"),
+        pytest.param(lambda b: _rewrite(b, lambda e: [e[0][:5]]), 0, id="short-entry"),
+        pytest.param(lambda b: _rewrite(b, lambda e: [(1, *e[0][1:])]), 0, id="name-not-str"),
         pytest.param(lambda b: b.unlink(), 0, id="missing"),
         # every module before the one that raised stays loaded; that one is not left behind
         pytest.param(lambda b: _rewrite(b, _raising), -1, id="a-module-raises"),
