@@ -2,15 +2,15 @@
 
 The runtime starts the plugin for every CNI call, so how it starts counts. What lands in the
 bin dir is not a console-script wrapper (which runs ``site``, reads ``.pth`` files and entry
-point metadata: ~20 ms before the plugin's first line) but ``shim.install``'s launcher: the
-real interpreter (``realpath`` of the one running this, which leaves any venv or pyenv wrapper
-behind) with ``-IS``, a fixed ``sys.path`` (the directory pymultus is imported from first, the
-standard library, then the environment's ``site-packages`` — last, as ``site`` puts them: the
-lean path imports only the standard library's C modules, and each directory before the
-standard library is searched for every one of them) and its lines run from a compiled cache
-beside it.
+point metadata: ~20 ms before the plugin's first line) but ``shim.install``'s launcher: a
+real interpreter (never a venv or pyenv wrapper; which one: below) with ``-IS``, a fixed
+``sys.path`` (the directory pymultus is imported from first, the standard library, then the
+environment's ``site-packages`` — last, as ``site`` puts them: the lean path imports only the
+standard library's C modules, and each directory before the standard library is searched for
+every one of them) and its lines run from a compiled cache beside it.
 Written atomically, so a runtime never executes a half-written file ("text file busy" on
-upgrade, Go Multus issue #1221); installing runs it once to warm the cache.
+upgrade, Go Multus issue #1221); installing runs it once to warm the cache, then writes the lean
+path's bundles beside it (``plugin.preload``), with the launcher's interpreter.
 
 Which interpreter: the system's ``/usr/bin/python3`` when it is of the same CPython line as
 this one (the same bytecode cache tag and extension-module ABI, so it runs this environment's
