@@ -31,15 +31,10 @@ import pymultus
 from pymultus.plugin.preload import ROOTS
 from pymultus.shim.install import SYSTEM_PYTHON, install_program, run_python
 
-PROGRAM = (
-    "#!python\nimport sys\nsys.path[:0] = {first!r}\nsys.path += {rest!r}\n"
-    "from pymultus.plugin.main import main\nmain(launcher=globals().get('__file__', ''))\n"
-)
-#: Run by the launcher's interpreter at install: writes the lean path's bundle of one verb.
-BUILDER = (
-    "import sys\nsys.path[:0] = {first!r}\nsys.path += {rest!r}\n"
-    "from pymultus.plugin.preload import build\nbuild({launcher!r}, {verb!r})\n"
-)
+#: The launcher's program, after ``with_paths``.
+PROGRAM = "from pymultus.plugin.main import main\nmain(launcher=globals().get('__file__', ''))\n"
+#: Run by the launcher's interpreter at install, after ``with_paths``: one verb's bundle.
+BUILDER = "from pymultus.plugin.preload import build\nbuild({launcher!r}, {verb!r})\n"
 BUILD_TIMEOUT = 30.0  # seconds per bundle; it takes well under one
 #: What another interpreter must import to stand in for this one: the full path's modules and
 #: every dependency with compiled parts.
@@ -55,6 +50,12 @@ def import_paths() -> list[str]:
     return list(dict.fromkeys(os.path.abspath(p) for p in found))
 
 
+def with_paths(paths: list[str], code: str) -> str:
+    """``code`` after the lines that give the interpreter the launcher's fixed ``sys.path``:
+    ``paths[0]`` first, the rest after the standard library."""
+    return f"import sys\nsys.path[:0] = {paths[:1]!r}\nsys.path += {paths[1:]!r}\n{code}"
+
+
 def install_thin(dest_dir: str, *, interpreter: str | None = None, name: str = "multus") -> str:
     """Install the thin plugin's launcher into ``dest_dir`` as ``name``; returns its path.
 
@@ -63,7 +64,7 @@ def install_thin(dest_dir: str, *, interpreter: str | None = None, name: str = "
     """
     paths = import_paths()
     python = interpreter or default_interpreter(paths)
-    program = PROGRAM.format(first=paths[:1], rest=paths[1:]).encode()
+    program = ("#!python\n" + with_paths(paths, PROGRAM)).encode()
     target = install_program(program, dest_dir, name, interpreter=python, origin="pymultus.plugin")
     for verb in ROOTS:
         build_bundle(target, verb, python, paths)
@@ -74,7 +75,7 @@ def build_bundle(launcher: str, verb: str, interpreter: str, paths: list[str]) -
     """Write the lean path's bundle of ``verb`` beside ``launcher`` (``plugin.preload``) with
     the launcher's interpreter; False when it could not (the plugin then imports as usual:
     the interpreter may be a host path absent here)."""
-    code = BUILDER.format(first=paths[:1], rest=paths[1:], launcher=launcher, verb=verb)
+    code = with_paths(paths, BUILDER.format(launcher=launcher, verb=verb))
     return run_python(interpreter, code, BUILD_TIMEOUT) is not None
 
 
@@ -90,11 +91,11 @@ def default_interpreter(paths: list[str]) -> str:
 def stands_in(interpreter: str, paths: list[str]) -> bool:
     """True when ``interpreter`` has this one's cache tag and extension suffix and imports
     ``PROBED`` from ``paths`` as the launcher would."""
-    code = (
-        f"import sys\nsys.path[:0] = {paths[:1]!r}\nsys.path += {paths[1:]!r}\n"
+    code = with_paths(
+        paths,
         "import importlib, importlib.machinery as m\n"
         f"for n in {PROBED!r}: importlib.import_module(n)\n"
-        "print(sys.implementation.cache_tag, m.EXTENSION_SUFFIXES[0])\n"
+        "print(sys.implementation.cache_tag, m.EXTENSION_SUFFIXES[0])\n",
     )
     out = run_python(interpreter, code, PROBE_TIMEOUT)
     ours = f"{sys.implementation.cache_tag} {EXTENSION_SUFFIXES[0]}"

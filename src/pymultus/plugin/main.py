@@ -50,7 +50,7 @@ def main(base: Deps | None = None, *, launcher: str = "") -> None:
         return
     stdin = sys.stdin.buffer.read()
     if base is None and command in ("ADD", "DEL"):
-        if launcher and environ.get(b"PYMULTUS_THIN_PATH") != b"full":
+        if launcher:
             from pymultus.plugin.preload import preload  # noqa: PLC0415
 
             preload(launcher, command)

@@ -155,20 +155,10 @@ def build(launcher: str, verb: str) -> str:
             importlib.import_module(root)
     finally:
         sys.meta_path.remove(recorder)
-    data = _head() + marshal.dumps([_entry(name) for name in order])
+    from pymultus.cni.atomic import write_atomic  # noqa: PLC0415 - after the recording
+
     target = bundle_path(launcher, verb)
-    temp = f"{target}.{posix.getpid()}.tmp"
-    fd = posix.open(temp, posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL | posix.O_CLOEXEC, 0o644)
-    try:
-        with open(fd, "wb") as f:
-            f.write(data)
-        posix.rename(temp, target)
-    except BaseException:
-        try:  # noqa: SIM105 - contextlib is an import this module does without
-            posix.unlink(temp)
-        except OSError:
-            pass
-        raise
+    write_atomic(target, _head() + marshal.dumps([_entry(name) for name in order]), mode=0o644)
     return target
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 import pymultus
+from pymultus.plugin.install import import_paths, with_paths
 from pymultus.plugin.preload import FORMAT, ROOTS, bundle_path
 
 SRC = str(Path(pymultus.__file__).resolve().parents[1])
@@ -39,8 +40,11 @@ print(json.dumps({{"loaded": loaded, "lean": lean, "attrs": attrs, "same": same}
 
 
 def _build(launcher: Path, verb: str) -> Path:
-    code = f"import sys\nsys.path[:0] = [{SRC!r}]\nfrom pymultus.plugin.preload import build\n"
-    code += f"print(build({str(launcher)!r}, {verb!r}))\n"
+    """As the install builds it: this interpreter with the launcher's ``sys.path``."""
+    build = (
+        f"from pymultus.plugin.preload import build\nprint(build({str(launcher)!r}, {verb!r}))\n"
+    )
+    code = with_paths(import_paths(), build)
     out = subprocess.run(
         [sys.executable, "-I", "-S", "-c", code], capture_output=True, check=True, timeout=60
     )
